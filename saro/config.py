@@ -1,0 +1,247 @@
+"""Config loading: YAML file, then `key=value` overrides (default < file < flag), validated before any work starts.
+
+Stage configs are dataclasses whose fields all have defaults and help. A YAML file either holds one stage's keys at
+top level or a section per stage (`synth_rw:`, `train_rw:`, ...), so one file can drive the whole pipeline.
+Training stages also accept every TRL `SFTConfig` / `DPOConfig` field in the same section (see `split_trl_keys`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from saro.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, so errors can point at it."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = prefix + (str(key.value),)
+                lines[path] = key.start_mark.line + 1
+                walk(value, path)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+class _Source:
+    """Where config values came from, for error messages: `file:line: key` or `override 'key=value'`."""
+
+    def __init__(self, path: Path | None, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()):
+        self.path, self.lines, self.prefix = path, lines, prefix
+
+    def where(self, key_path: tuple[str, ...]) -> str:
+        full = self.prefix + key_path
+        line = self.lines.get(full)
+        place = f"{self.path}:{line}" if self.path and line else str(self.path or "override")
+        return f"{place}: {'.'.join(full)}"
+
+
+def _coerce(value: Any, hint: Any, where: str, source: _Source | None = None, path: tuple[str, ...] = ()) -> Any:
+    """Check `value` against a type hint, converting only what YAML cannot express (str -> Path, dict -> config)."""
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict) and source is not None:
+        return build_dataclass(hint, value, source, path)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where, source, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_hint, *_) = typing.get_args(hint) or (Any,)
+        return [_coerce(item, item_hint, f"{where}[{i}]", source, path + (str(i),)) for i, item in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if hint is Any or hint is object:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if dataclasses.is_dataclass(hint):
+        raise ConfigError(f"{where}: expected a mapping of {hint.__name__} keys")
+    if isinstance(hint, type) and issubclass(hint, __import__("enum").Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not one of {[e.value for e in hint]}") from None
+    return value  # types we do not check (TRL's rarer fields): TRL validates them itself
+
+
+def unknown_key_error(where: str, key: str, valid: typing.Iterable[str]) -> ConfigError:
+    """An 'unknown key' error with a did-you-mean suggestion."""
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def build_dataclass(cls: type[T], data: dict[str, Any], source: _Source, prefix: tuple[str, ...] = ()) -> T:
+    """Instantiate dataclass `cls` from `data`, validating keys and types; nested dataclasses recurse."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        path = prefix + (key,)
+        if key not in names:
+            raise unknown_key_error(source.where(path), key, names)
+        kwargs[key] = _coerce(value, hints[key], source.where(path), source, path)
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ cross-field checks (ours and TRL's)
+        raise ConfigError(f"{source.where(prefix) if prefix else source.path or 'config'}: {exc}") from None
+    return obj
+
+
+def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Turn `a.b=1` strings into a nested dict; values are parsed as YAML (so `true`, `3`, `[1, 2]` work)."""
+    result: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}': expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_section(path: str | Path | None, section: str, known_sections: typing.Iterable[str]) -> tuple[dict, _Source]:
+    """Read a YAML config file and return the mapping for `section` (or the whole file when it has no sections)."""
+    if path is None:
+        return {}, _Source(None, {})
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    lines = _line_numbers(text)
+    known_sections = set(known_sections)
+    if known_sections & set(data):
+        for key in data:
+            if key not in known_sections:
+                raise unknown_key_error(_Source(path, lines).where((key,)), key, known_sections)
+        section_data = data.get(section) or {}
+        if not isinstance(section_data, dict):
+            raise ConfigError(f"{_Source(path, lines).where((section,))}: expected a mapping")
+        return section_data, _Source(path, lines, (section,))
+    return data, _Source(path, lines)
+
+
+def load_config(
+    cls: type[T], path: str | Path | None, section: str, overrides: typing.Sequence[str] = (), sections=()
+) -> T:
+    """Load stage config `cls` from `section` of a YAML file plus `key=value` overrides."""
+    data, source = read_section(path, section, sections or (section,))
+    return build_dataclass(cls, _merge(data, parse_overrides(overrides)), source)
+
+
+def split_trl_keys(
+    data: dict[str, Any], saro_cls: type, trl_cls: type, source: _Source
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split one section into saro's own keys and TRL's, failing on keys that belong to neither."""
+    saro_names = {f.name for f in dataclasses.fields(saro_cls)}
+    trl_names = {f.name for f in dataclasses.fields(trl_cls) if f.init}
+    ours, theirs = {}, {}
+    for key, value in data.items():
+        if key in saro_names:
+            ours[key] = value
+        elif key in trl_names:
+            theirs[key] = value
+        else:
+            raise unknown_key_error(source.where((key,)), key, saro_names | trl_names)
+    return ours, theirs
+
+
+def to_plain(obj: Any) -> Any:
+    """A JSON-friendly copy of a config (dataclasses, paths, enums), for manifests and hashing."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "value") and type(obj).__module__ != "builtins":
+        return obj.value
+    return obj
+
+
+def config_hash(obj: Any) -> str:
+    """A short hash of a config, recorded in manifests so a changed config is noticed."""
+    return hashlib.sha256(json.dumps(to_plain(obj), sort_keys=True, default=str).encode()).hexdigest()[:16]

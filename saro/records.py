@@ -1,0 +1,184 @@
+"""Every on-disk record type and the one place that reads, appends and resumes JSONL files.
+
+Long jobs append one record per line and flush it, so a killed job loses at most the line being written; on
+restart, `JsonlWriter` drops a torn last line and reports which ids are already done. A `<file>.manifest.json`,
+written last and atomically, marks the file finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from saro.errors import DataError
+
+KINDS = ("harmful", "jailbreak", "borderline_benign", "general")
+
+# The assistant turn is `<think>\n{reasoning}\n</think>\n\n{answer}`: the same delimiters as DeepSeek-R1 / Qwen3, so
+# reasoning parsers in vLLM and chat UIs already understand the outputs.
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+_THINK_RE = re.compile(re.escape(THINK_OPEN) + r"\s*(.*?)\s*" + re.escape(THINK_CLOSE) + r"\s*(.*)", re.S)
+
+
+def format_response(reasoning: str, answer: str) -> str:
+    """Join reasoning and answer into one assistant turn."""
+    return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{answer.strip()}"
+
+
+def split_response(text: str) -> tuple[str | None, str]:
+    """Split an assistant turn into (reasoning, answer); reasoning is None when the think block is missing."""
+    match = _THINK_RE.search(text)
+    if not match:
+        return None, text.strip()
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def stable_id(*parts: Any) -> str:
+    """A short id that is the same on every rerun for the same source, index and shaping parameters."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class PromptRecord:
+    """One prompt to synthesize for or evaluate on.
+
+    `kind` is one of KINDS; `category` is a policy category id (or "none" for benign prompts); `template_family`
+    names the jailbreak wrapper for kind "jailbreak"; `reference` holds a checked answer where the source has one.
+    """
+
+    id: str
+    prompt: str
+    kind: str
+    category: str = "none"
+    source: str = ""
+    template_family: str | None = None
+    reference: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "") -> PromptRecord:
+        """Build from a JSON object, naming `where` (file:line) and the field when it is malformed."""
+        for name in ("id", "prompt", "kind"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise DataError(f"{where}: field '{name}' is missing or not a non-empty string")
+        if data["kind"] not in KINDS:
+            raise DataError(f"{where}: field 'kind' is {data['kind']!r}; expected one of {', '.join(KINDS)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"{where}: unknown field '{unknown[0]}' (prompt records have {', '.join(sorted(known))})")
+        return cls(**data)
+
+
+def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (`file:line`, object) for each non-blank line, failing on the first bad line or missing field."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            for name in required:
+                if name not in obj:
+                    raise DataError(f"{where}: missing field '{name}'")
+            yield where, obj
+
+
+def read_prompts(path: str | Path) -> list[PromptRecord]:
+    """Read a prompt-record JSONL file, failing on the first malformed line."""
+    return [PromptRecord.from_dict(obj, where) for where, obj in read_jsonl(path)]
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically (temp file, then rename); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+class JsonlWriter:
+    """Append-only JSONL writer that resumes: ids already in the file are reported by `done_ids`.
+
+    A line cut off by a kill (no trailing newline, or not valid JSON) is dropped on open, so a restart rewrites
+    that record instead of keeping half of it.
+    """
+
+    def __init__(self, path: str | Path, id_field: str = "id"):
+        self.path = Path(path)
+        self.id_field = id_field
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done_ids: set[str] = set()
+        self._drop_torn_tail()
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def _drop_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        keep = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if isinstance(obj, dict) and self.id_field in obj:
+                self.done_ids.add(obj[self.id_field])
+            keep += len(line)
+        if keep != len(data):
+            with self.path.open("r+b") as handle:
+                handle.truncate(keep)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record and flush it to the OS, so a kill after this call cannot lose it."""
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.done_ids.add(record[self.id_field])
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def manifest_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".manifest.json")
+
+
+def write_manifest(path: str | Path, info: dict[str, Any]) -> Path:
+    """Atomically write `<path>.manifest.json`, marking `path` finished."""
+    target = manifest_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,41 @@
+"""saro's built-in seed prompts (`saro/data/seeds.yaml`): contrastive harmful / look-alike pairs and general ones."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from saro.records import PromptRecord, stable_id
+from saro.sources.files import read_yaml, require
+
+
+def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
+    """Expand every contrast action through every frame; `meta.group` names the action so splits keep it whole."""
+    file = Path(path) if path else Path(str(resources.files("saro.data").joinpath("seeds.yaml")))
+    data = read_yaml(file)
+    frames = require(data, "frames", str(file))
+    records: list[PromptRecord] = []
+
+    def add(prompt: str, kind: str, category: str, group: str, **meta) -> None:
+        records.append(PromptRecord(
+            id=stable_id("seeds", prompt), prompt=prompt, kind=kind, category=category, source="seeds",
+            meta={"group": group, **meta},
+        ))
+
+    for i, group in enumerate(require(data, "contrast", str(file))):
+        where = f"{file}: contrast[{i}]"
+        trigger, category = require(group, "trigger", where), require(group, "category", where)
+        for action in require(group, "harmful", where):
+            for frame in frames:
+                add(frame.format(action=action), "harmful", category, action, trigger=trigger)
+        for action in require(group, "benign", where):
+            for frame in frames:
+                add(frame.format(action=action), "borderline_benign", "none", action, trigger=trigger,
+                    why=require(group, "why", where), near_category=category)
+    for i, group in enumerate(data.get("safe_contexts", [])):
+        why = require(group, "why", f"{file}: safe_contexts[{i}]")
+        for prompt in require(group, "prompts", f"{file}: safe_contexts[{i}]"):
+            add(prompt, "borderline_benign", "none", prompt, why=why)
+    for prompt in data.get("general", []):
+        add(prompt, "general", "none", prompt)
+    return records
