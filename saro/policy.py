@@ -85,5 +85,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         missing = [f for f in Category.__dataclass_fields__ if f not in item]
         if missing:
             raise DataError(f"{where}: categories[{index}]: missing field '{missing[0]}'")
+        for key in ("disallowed", "allowed", "keywords"):
+            if not isinstance(item[key], list) or not all(isinstance(v, str) for v in item[key]):
+                raise DataError(f"{where}: categories[{index}].{key}: expected a list of strings (quote items with ':')")
         categories.append(Category(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}))
     return Policy(name=data.get("name", where), version=int(data.get("version", 0)), categories=tuple(categories))

@@ -53,7 +53,9 @@ class PromptSetConfig:
     )
     jailbreak_count: int = field(default=100, metadata={"help": "Wrapped harmful prompts for training."})
     max_template_chars: int = field(default=800, metadata={"help": "Skip longer templates (training tokens)."})
-    heldout_per_kind: int = field(default=0, metadata={"help": "Prompts per kind kept out of training for eval."})
+    heldout_per_kind: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) kept out of training for eval."}
+    )
     heldout_families: list[str] = field(default_factory=list, metadata={"help": "Template families for eval only."})
     exclude: list[SourceSpec] = field(default_factory=list, metadata={"help": "Eval sets to remove leaks against."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
@@ -68,6 +70,9 @@ class PromptSetConfig:
         for kind in self.per_kind:
             if kind not in KINDS or kind == "jailbreak":
                 raise ValueError(f"per_kind: unknown kind {kind!r}; use jailbreak_count for wrapped prompts")
+        for kind in self.heldout_per_kind:
+            if kind not in KINDS:
+                raise ValueError(f"heldout_per_kind: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
 
 
 def load_source(spec: SourceSpec, seed: int = 0) -> list[PromptRecord]:
@@ -107,14 +112,14 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
         groups = sorted({r.meta.get("group", r.id) for r in records})
         rng.shuffle(groups)
         held: set[str] = set()
-        held_count = 0
+        held_count, wanted = 0, config.heldout_per_kind.get(kind, 0)
         for group in groups:
-            if held_count >= config.heldout_per_kind:
+            if held_count >= wanted:
                 break
             held.add(group)
             held_count += sum(r.meta.get("group", r.id) == group for r in records)
         held_records = [r for r in records if r.meta.get("group", r.id) in held]
-        heldout += _sample(held_records, config.heldout_per_kind, config.seed)
+        heldout += _sample(held_records, wanted, config.seed)
         train += _sample([r for r in records if r.meta.get("group", r.id) not in held],
                          config.per_kind.get(kind), config.seed)
 
@@ -133,7 +138,7 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
                           config.seed)
     heldout += wrap_prompts([r for r in heldout if r.kind == "harmful"],
                             [t for t in templates if t.family in held_families] or templates,
-                            config.heldout_per_kind, config.seed)
+                            config.heldout_per_kind.get("jailbreak", 0), config.seed)
     report = {
         "train": {k: sum(r.kind == k for r in train) for k in KINDS},
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},

@@ -1,0 +1,52 @@
+"""The teacher interface: given prompt records and the messages to send, return n candidate responses each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from saro.records import PromptRecord
+
+
+@dataclass
+class TeacherJob:
+    record: PromptRecord
+    messages: list[dict[str, str]]
+    n: int = 1
+
+
+class Teacher(Protocol):
+    name: str
+
+    def generate(self, jobs: list[TeacherJob]) -> list[list[str]]:
+        """Return `job.n` responses per job, in job order. Raises TeacherError when the backend fails for good."""
+
+
+@dataclass
+class TeacherConfig:
+    """Which teacher writes the reasoning.
+
+    `kind`: offline (composes policy reasoning from labels; benign answers from `answer_model`), http (any
+    OpenAI-compatible endpoint: `base_url`, `model`, key from the variable named by `api_key_env`), or local (a
+    Hugging Face model at `model`). HTTP robustness: `concurrency`, `timeout`, `max_retries`, `backoff`.
+    """
+
+    kind: Literal["offline", "http", "local"] = field(default="offline", metadata={"help": "Teacher backend."})
+    model: str | None = field(default=None, metadata={"help": "Model name (http) or path / hub id (local)."})
+    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL."})
+    api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (n samples per prompt)."})
+    max_tokens: int = field(default=768, metadata={"help": "Max tokens per teacher response."})
+    concurrency: int = field(default=8, metadata={"help": "Parallel HTTP requests."})
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP request."})
+    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx, timeouts and network errors."})
+    backoff: float = field(default=1.0, metadata={"help": "First retry delay in seconds; doubles each retry."})
+    answer_model: str | None = field(
+        default=None, metadata={"help": "offline: model answering benign prompts (default: the student model)."}
+    )
+    answer_max_tokens: int = field(default=96, metadata={"help": "offline: max tokens of a benign answer."})
+    batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size."})
+
+    def __post_init__(self) -> None:
+        if self.kind in ("http", "local") and not self.model:
+            raise ValueError(f"teacher.model is required for teacher.kind={self.kind}")

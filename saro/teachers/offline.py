@@ -1,0 +1,132 @@
+"""Offline teacher: composes the RW reasoning from a record's labels and the policy file, no API needed.
+
+Each sample varies the wording of every step (seeded by record id and sample index), so Shortest Rejection
+Sampling has real choices and the student sees varied reasoning rather than one template. Refusals come from
+the policy category's refusal and safe alternative; benign and general answers come from a local model (the
+student itself by default: it answers simple questions well and we only teach *when* to answer) or from the
+record's reference answer.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from saro.policy import Policy
+from saro.records import PromptRecord, format_response, stable_id
+from saro.teachers.base import TeacherJob
+
+_REQUEST = ["1. Request: the user asks: \"{q}\"", "1. Request: \"{q}\"", "1. Request: they want to know: \"{q}\""]
+_WRAPPED = [
+    "1. Request: the message wraps a request in a {w} framing. Stripped of it, the request is: \"{q}\"",
+    "1. Request: a {w} wrapper around the real request: \"{q}\"",
+]
+_HARM_INTENT = ["2. Intent: this seeks {d}.", "2. Intent: the real goal is {d}.", "2. Intent: answering would provide {d}."]
+_HARM_POLICY = ["3. Policy: {c} disallows {d}.", "3. Policy: this falls under {c}, which is disallowed.",
+                "3. Policy: {c} applies; this is on its disallowed list."]
+_HARM_REFLECT = [
+    "4. Reflection: wait, is there a harmless reading? No: {a} would be allowed, but this asks for the harmful part.",
+    "4. Reflection: wait, could this be education? Not as asked: it requests the means, not understanding.",
+    "4. Reflection: wait, context matters, but nothing here changes the harmful intent.",
+]
+_WRAP_REFLECT = [
+    "4. Reflection: wait, the {w} framing claims the rules are off, but the policy applies to the content, whatever the framing.",
+    "4. Reflection: wait, fiction or role-play would still deliver the same harmful content, so the wrapper changes nothing.",
+]
+_REFUSE = ["5. Decision: refuse and offer a safe alternative.", "5. Decision: refuse, briefly, and point to safer help."]
+_BENIGN_INTENT = ["2. Intent: harmless: {y}.", "2. Intent: {y}, so the goal is harmless.",
+                  "2. Intent: despite the wording, {y}."]
+_BENIGN_POLICY = ["3. Policy: {c} is about real harm; it allows {a}.", "3. Policy: {c} does not apply; allowed: {a}.",
+                  "3. Policy: nothing disallowed; {c} explicitly allows {a}."]
+_NO_POLICY = ["3. Policy: no policy category applies.", "3. Policy: no category is relevant."]
+_BENIGN_REFLECT = ["4. Reflection: wait, could this be misused? No: {y}.",
+                   "4. Reflection: wait, the wording sounds risky, but {y}; refusing would be over-cautious.",
+                   "4. Reflection: wait, is anyone put at risk? No."]
+_GENERAL_INTENT = ["2. Intent: an ordinary {t} question.", "2. Intent: a plain {t} request."]
+_GENERAL_REFLECT = ["4. Reflection: wait, anything sensitive here? No.", "4. Reflection: nothing risky; just answer well."]
+_ANSWER = ["5. Decision: answer helpfully.", "5. Decision: answer."]
+_REFUSAL_OPENERS = ["I can't help with that.", "I won't help with that.", "Sorry, I can't help with that."]
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
+
+
+def _topic(prompt: str) -> str:
+    if re.search(r"\d", prompt) and re.search(r"(how many|how much|times|percent|%|sum|total|\bcost)", prompt, re.I):
+        return "maths"
+    if re.search(r"\b(write|compose|poem|haiku|story|limerick|note)\b", prompt, re.I):
+        return "writing"
+    if re.search(r"\b(python|code|function|css|program|sql|linux|bash)\b", prompt, re.I):
+        return "programming"
+    return "knowledge"
+
+
+class OfflineComposer:
+    """Teacher implementation that needs no API: policy reasoning from labels, answers from a local model."""
+
+    def __init__(self, policy: Policy, answerer=None):
+        self.policy = policy
+        self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
+        self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
+
+    def _allowed(self, category, prompt: str) -> str:
+        words = set(re.findall(r"[a-z]+", prompt.lower()))
+        return max(category.allowed, key=lambda a: len(words & set(re.findall(r"[a-z]+", a.lower()))))
+
+    def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
+        """The reasoning for one sample, and the answer when it is a refusal (None: answer must be written)."""
+        rng = random.Random(stable_id(record.id, sample))
+        inner = record.meta.get("inner_prompt", record.prompt)
+        harmful = record.kind in ("harmful", "jailbreak")
+        steps = []
+        wrapper = (record.template_family or "").replace("_", " ").replace("-", " ").lower()
+        if record.template_family:
+            steps.append(rng.choice(_WRAPPED).format(w=wrapper, q=_shorten(inner)))
+        else:
+            steps.append(rng.choice(_REQUEST).format(q=_shorten(inner)))
+        if harmful:
+            category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
+            disallowed = category.disallowed[0]
+            steps.append(rng.choice(_HARM_INTENT).format(d=disallowed))
+            steps.append(rng.choice(_HARM_POLICY).format(c=category.label, d=disallowed))
+            reflect = _WRAP_REFLECT if record.template_family else _HARM_REFLECT
+            steps.append(rng.choice(reflect).format(w=wrapper, a=self._allowed(category, inner)))
+            steps.append(rng.choice(_REFUSE))
+            answer = f"{rng.choice(_REFUSAL_OPENERS)} {category.refusal} {category.alternative}"
+            return "\n".join(steps), answer
+        if record.kind == "borderline_benign":
+            why = record.meta.get("why", "it is an everyday or educational request")
+            near = record.meta.get("near_category") or self.policy.classify(inner, default="")
+            steps.append(rng.choice(_BENIGN_INTENT).format(y=why))
+            if near in self.policy:
+                category = self.policy[near]
+                steps.append(rng.choice(_BENIGN_POLICY).format(c=category.label, a=self._allowed(category, inner)))
+            else:
+                steps.append(rng.choice(_NO_POLICY))
+            steps.append(rng.choice(_BENIGN_REFLECT).format(y=why))
+        else:
+            steps.append(rng.choice(_GENERAL_INTENT).format(t=_topic(inner)))
+            steps.append(rng.choice(_NO_POLICY))
+            steps.append(rng.choice(_GENERAL_REFLECT))
+        steps.append(rng.choice(_ANSWER))
+        return "\n".join(steps), None
+
+    def generate(self, jobs: list[TeacherJob]) -> list[list[str]]:
+        drafts = [[self.reasoning(job.record, s) for s in range(job.n)] for job in jobs]
+        # One answer per benign prompt, shared by its samples: reasoning wording varies, the answer need not.
+        need = [j for j, job in enumerate(jobs) if drafts[j][0][1] is None and not job.record.reference]
+        answers: dict[int, str] = {}
+        if need and self.answerer is not None:
+            plain = [TeacherJob(jobs[j].record, [{"role": "user", "content": jobs[j].record.prompt}]) for j in need]
+            for j, texts in zip(need, self.answerer.generate(plain)):
+                answers[j] = texts[0]
+        results = []
+        for j, job in enumerate(jobs):
+            answer = answers.get(j)
+            if answer is None and job.record.reference:
+                solution = job.record.meta.get("solution")
+                answer = f"{solution}\nThe answer is {job.record.reference}." if solution else job.record.reference
+            results.append([format_response(r, a if a is not None else (answer or "")) for r, a in drafts[j]])
+        return results

@@ -1,0 +1,94 @@
+"""Reasoning-style Warmup (RW) training: supervised fine-tuning on the synthesized reasoning chains, via TRL.
+
+Input: an SFT JSONL with `messages` (from `saro synth rw`). Output: a loadable model folder at `output_dir`
+(checkpoints inside it; a rerun resumes from the last one) and `saro_training.json` with metrics and truncation
+counts. Loss is on assistant tokens only: through the chat template's generation markers when it has them,
+otherwise by handing TRL prompt/completion pairs.
+
+    saro train rw --config configs/demo.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saro.errors import ConfigError
+from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
+from saro.records import read_jsonl
+from saro.training.common import LoraSettings, last_checkpoint, save_final
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTStageConfig(LoraSettings):
+    """RW training settings: `model` (base), `data` (SFT JSONL) and LoRA options; every TRL `SFTConfig` field
+    (learning_rate, num_train_epochs, max_length, output_dir, ...) is accepted in the same section."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Base model: path, hub id or 'smollm2'."})
+    data: Path = field(default=Path("runs/demo/rw.jsonl"), metadata={"help": "SFT JSONL with `messages`."})
+    default_output_dir: str = field(default="runs/demo/rw-model", metadata={"help": "Used when no output_dir."})
+
+
+def load_sft_records(path: Path) -> list[dict]:
+    """Read SFT records, checking each has a user turn and a final assistant turn."""
+    records = []
+    for where, record in read_jsonl(path, required=("id", "messages")):
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+            raise ConfigError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
+        if messages[-1].get("role") != "assistant":
+            raise ConfigError(f"{where}: field 'messages' must end with an assistant turn")
+        records.append({"messages": messages})
+    if not records:
+        raise ConfigError(f"{path}: no training records")
+    return records
+
+
+def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> dict:
+    """How many conversations exceed `max_length` tokens (TRL cuts them silently) and how many tokens are lost."""
+    lengths = [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+               for r in records]
+    over = [n - max_length for n in lengths if max_length and n > max_length]
+    return {"examples": len(lengths), "tokens": sum(lengths), "max_tokens": max(lengths),
+            "truncated_examples": len(over), "truncated_tokens": sum(over)}
+
+
+def run_sft(config: SFTStageConfig, trl_config) -> Path:
+    """Fine-tune `config.model` on `config.data`; returns the saved model folder."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    started = time.time()
+    records = load_sft_records(config.data)
+    tokenizer = load_tokenizer(config.model, padding_side="right")
+    truncation = count_truncated(records, tokenizer, trl_config.max_length)
+    if truncation["truncated_examples"]:
+        log.warning("%d of %d examples exceed max_length=%s and will be truncated (%d tokens lost)",
+                    truncation["truncated_examples"], truncation["examples"], trl_config.max_length,
+                    truncation["truncated_tokens"])
+    if "generation" in (tokenizer.chat_template or ""):
+        trl_config.assistant_only_loss = True
+        dataset = Dataset.from_list(records)
+    else:  # no generation markers: prompt/completion pairs make TRL mask the prompt instead
+        dataset = Dataset.from_list(
+            [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records])
+    torch.manual_seed(trl_config.seed)
+    model = load_model(config.model)
+    model.train()
+    peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
+    trainer = SFTTrainer(model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
+    checkpoint = last_checkpoint(trl_config.output_dir)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    info = {"stage": "rw_sft", "config": config, "trl": trl_config.to_dict(), "truncation": truncation,
+            "metrics": result.metrics, "log_history": trainer.state.log_history,
+            "seconds": round(time.time() - started, 1)}
+    return save_final(trainer, tokenizer, trl_config.output_dir, config.lora and config.merge_lora, info)
