@@ -1,4 +1,4 @@
-"""Errors a user can fix. The CLI prints them as one line and exits 2; anything else is a bug and keeps its traceback."""
+"""Errors a user can fix: the CLI prints one line and exits 2. Any other exception is a bug: traceback kept."""
 
 
 class SaroError(Exception):

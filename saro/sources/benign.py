@@ -22,12 +22,16 @@ def load_xstest(path: str | Path | None = None) -> list[PromptRecord]:
         if label not in ("safe", "unsafe"):
             raise DataError(f"{where}: field 'label' is {label!r}; expected safe or unsafe")
         safe = label == "safe"
-        records.append(PromptRecord(
-            id=stable_id("xstest", row.get("id", index), prompt),
-            prompt=prompt, kind="borderline_benign" if safe else "harmful",
-            category="none" if safe else policy.classify(prompt), source="xstest",
-            meta={"xstest_type": row.get("type"), "focus": row.get("focus")},
-        ))
+        records.append(
+            PromptRecord(
+                id=stable_id("xstest", row.get("id", index), prompt),
+                prompt=prompt,
+                kind="borderline_benign" if safe else "harmful",
+                category="none" if safe else policy.classify(prompt),
+                source="xstest",
+                meta={"xstest_type": row.get("type"), "focus": row.get("focus")},
+            )
+        )
     return records
 
 
@@ -38,13 +42,22 @@ def gsm8k_answer(solution: str) -> str:
 
 def load_gsm8k(path: str | Path | None = None) -> list[PromptRecord]:
     """GSM8K JSONL (question, answer with `#### number`), or `openai/gsm8k` (main, test) on the hub."""
-    rows = hub_rows("openai/gsm8k", "test", "main") if path is None else jsonl_items(local_path(path), ("question", "answer"))
+    rows = (
+        hub_rows("openai/gsm8k", "test", "main")
+        if path is None
+        else jsonl_items(local_path(path), ("question", "answer"))
+    )
     records = []
     for index, (where, row) in enumerate(rows):
         question, solution = require(row, "question", where), require(row, "answer", where)
-        records.append(PromptRecord(
-            id=stable_id("gsm8k", index, question), prompt=question, kind="general", source="gsm8k",
-            reference=gsm8k_answer(solution),
-            meta={"solution": re.sub(r"<<[^>]*>>", "", solution.rsplit("####", 1)[0]).strip()},
-        ))
+        records.append(
+            PromptRecord(
+                id=stable_id("gsm8k", index, question),
+                prompt=question,
+                kind="general",
+                source="gsm8k",
+                reference=gsm8k_answer(solution),
+                meta={"solution": re.sub(r"<<[^>]*>>", "", solution.rsplit("####", 1)[0]).strip()},
+            )
+        )
     return records

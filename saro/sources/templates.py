@@ -48,7 +48,10 @@ def _check(text: str, where: str, extra: dict[str, str] | None = None, strict: b
 
 def load_easyjailbreak(path: str | Path | None = None) -> list[Template]:
     """EasyJailbreak `seed_template.json`: {"attack": {family: [template | {name: template}]}}."""
-    file = local_path(path or "https://raw.githubusercontent.com/EasyJailbreak/EasyJailbreak/master/easyjailbreak/seed/seed_template.json")
+    file = local_path(
+        path
+        or "https://raw.githubusercontent.com/EasyJailbreak/EasyJailbreak/master/easyjailbreak/seed/seed_template.json"
+    )
     families = require(read_json(file), "attack", str(file))
     templates = []
     for family, items in families.items():
@@ -63,8 +66,12 @@ def load_easyjailbreak(path: str | Path | None = None) -> list[Template]:
                     text = text.replace("\\n", "\n")
                 # EasyJailbreak substitutes by plain replacement, so other braces (LaTeX tables) are literal text.
                 # Gptfuzzer uses [INSERT PROMPT HERE]; some of its templates also name the query {input_string}.
-                text = _check(text, f"{file}: attack.{family}[{index}]",
-                              {"[INSERT PROMPT HERE]": QUERY, "{input_string}": QUERY}, strict=False)
+                text = _check(
+                    text,
+                    f"{file}: attack.{family}[{index}]",
+                    {"[INSERT PROMPT HERE]": QUERY, "{input_string}": QUERY},
+                    strict=False,
+                )
                 templates.append(Template(family, name, text, "easyjailbreak"))
     return templates
 
@@ -111,11 +118,19 @@ def load_garak(path: str | Path) -> list[Template]:
 def load_builtin_templates(path: str | Path | None = None) -> list[Template]:
     """saro's own short wrappers, one per family (`saro/data/jailbreak_templates.yaml`)."""
     file = Path(path) if path else None
-    data = read_yaml(file) if file else read_yaml(Path(str(resources.files("saro.data").joinpath("jailbreak_templates.yaml"))))
+    data = (
+        read_yaml(file)
+        if file
+        else read_yaml(Path(str(resources.files("saro.data").joinpath("jailbreak_templates.yaml"))))
+    )
     where = str(file or "jailbreak_templates.yaml")
     return [
-        Template(require(item, "family", f"{where}: [{i}]"), item["family"],
-                 _check(require(item, "template", f"{where}: [{i}]"), f"{where}: [{i}].template"), "builtin")
+        Template(
+            require(item, "family", f"{where}: [{i}]"),
+            item["family"],
+            _check(require(item, "template", f"{where}: [{i}]"), f"{where}: [{i}].template"),
+            "builtin",
+        )
         for i, item in enumerate(data)
     ]
 
@@ -144,10 +159,15 @@ def wrap_prompts(
     for i in range(count):
         inner = order[i % len(order)]
         template = rng.choice(by_family[families[i % len(families)]])
-        wrapped.append(PromptRecord(
-            id=stable_id("wrap", inner.id, template.source, template.family, template.name),
-            prompt=template.wrap(inner.prompt), kind=kind, category=inner.category,
-            source=f"{inner.source}+{template.source}", template_family=template.family,
-            meta={**inner.meta, "inner_prompt": inner.prompt, "inner_id": inner.id, "template": template.name},
-        ))
+        wrapped.append(
+            PromptRecord(
+                id=stable_id("wrap", inner.id, template.source, template.family, template.name),
+                prompt=template.wrap(inner.prompt),
+                kind=kind,
+                category=inner.category,
+                source=f"{inner.source}+{template.source}",
+                template_family=template.family,
+                meta={**inner.meta, "inner_prompt": inner.prompt, "inner_id": inner.id, "template": template.name},
+            )
+        )
     return wrapped

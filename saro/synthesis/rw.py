@@ -24,7 +24,14 @@ from saro.evaluation.refusal import is_refusal
 from saro.models import DEFAULT_MODEL, load_tokenizer
 from saro.policy import Policy, load_policy
 from saro.records import (
-    KINDS, JsonlWriter, PromptRecord, read_jsonl, read_prompts, split_response, write_jsonl, write_manifest,
+    KINDS,
+    JsonlWriter,
+    PromptRecord,
+    read_jsonl,
+    read_prompts,
+    split_response,
+    write_jsonl,
+    write_manifest,
 )
 from saro.sources import PromptSetConfig, build_prompt_set
 from saro.teachers import TeacherConfig, TeacherJob, make_teacher
@@ -137,24 +144,30 @@ def run_rw_synthesis(config: RWSynthesisConfig) -> dict:
     tokenizer = load_tokenizer(config.model)
     with JsonlWriter(config.output) as kept, JsonlWriter(rejects_path) as rejected:
         done = kept.done_ids | rejected.done_ids
-        todo_batches = [records[i:i + config.batch_size] for i in range(0, len(records), config.batch_size)]
+        todo_batches = [records[i : i + config.batch_size] for i in range(0, len(records), config.batch_size)]
         todo_batches = [b for b in todo_batches if any(r.id not in done for r in b)]
         teacher = make_teacher(config.teacher, policy, config.model) if todo_batches else None
-        progress = tqdm(total=len(records), initial=len(records) - sum(
-            r.id not in done for b in todo_batches for r in b), desc="synth rw", unit="prompt")
-        for batch in todo_batches:
-            # The whole batch is regenerated, so a resumed batch sees the same neighbours (same greedy outputs).
-            jobs = [TeacherJob(r, teacher_messages(r, policy, config.reveal_label), config.samples) for r in batch]
-            for record, texts in zip(batch, teacher.generate(jobs)):
-                if record.id in done:
-                    continue
-                _select(record, texts, teacher.name, tokenizer, kept, rejected)
-                progress.update(1)
-        progress.close()
+        remaining = sum(r.id not in done for b in todo_batches for r in b)
+        with tqdm(total=len(records), initial=len(records) - remaining, desc="synth rw", unit="prompt") as progress:
+            for batch in todo_batches:
+                _synthesize_batch(batch, done, config, policy, teacher, tokenizer, kept, rejected, progress)
     stats = summarize(config.output, rejects_path)
     stats["seconds"] = round(time.time() - started, 1)
     write_manifest(config.output, {"config": to_plain(config), "config_hash": config_hash(config), "stats": stats})
     return stats
+
+
+def _synthesize_batch(batch, done, config, policy, teacher, tokenizer, kept, rejected, progress) -> None:
+    """Generate for a whole batch and write the records not yet done.
+
+    The whole batch is regenerated on resume, so it sees the same neighbours and greedy outputs repeat exactly.
+    """
+    jobs = [TeacherJob(r, teacher_messages(r, policy, config.reveal_label), config.samples) for r in batch]
+    for record, texts in zip(batch, teacher.generate(jobs)):
+        if record.id in done:
+            continue
+        _select(record, texts, teacher.name, tokenizer, kept, rejected)
+        progress.update(1)
 
 
 def _select(record: PromptRecord, texts: list[str], teacher: str, tokenizer, kept, rejected) -> None:
@@ -163,22 +176,33 @@ def _select(record: PromptRecord, texts: list[str], teacher: str, tokenizer, kep
     for index, text in enumerate(texts):
         reasoning, answer = split_response(text)
         problem = check_format(text) or check_judgement(record, text)
-        tokens = {"reasoning": len(tokenizer(reasoning or "", add_special_tokens=False)["input_ids"]),
-                  "answer": len(tokenizer(answer, add_special_tokens=False)["input_ids"])}
+        tokens = {
+            "reasoning": len(tokenizer(reasoning or "", add_special_tokens=False)["input_ids"]),
+            "answer": len(tokenizer(answer, add_special_tokens=False)["input_ids"]),
+        }
         verdicts.append({"sample": index, "problem": problem, "tokens": tokens})
         if problem is None:
             passing.append((tokens["reasoning"] + tokens["answer"], index, text, tokens))
-    meta = {"prompt_id": record.id, "source": record.source, "kind": record.kind, "category": record.category,
-            "template_family": record.template_family, "teacher": teacher, "verdicts": verdicts}
+    meta = {
+        "prompt_id": record.id,
+        "source": record.source,
+        "kind": record.kind,
+        "category": record.category,
+        "template_family": record.template_family,
+        "teacher": teacher,
+        "verdicts": verdicts,
+    }
     if not passing:
         rejected.write({"id": record.id, "reason": sorted({v["problem"] for v in verdicts}), "meta": meta})
         return
     _, index, text, tokens = min(passing)
-    kept.write({
-        "id": record.id,
-        "messages": [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": text}],
-        "meta": {**meta, "sample_index": index, "samples": len(texts), "tokens": tokens},
-    })
+    kept.write(
+        {
+            "id": record.id,
+            "messages": [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": text}],
+            "meta": {**meta, "sample_index": index, "samples": len(texts), "tokens": tokens},
+        }
+    )
 
 
 def summarize(output: Path, rejects: Path) -> dict:

@@ -33,8 +33,13 @@ class HttpTeacher:
 
     def complete(self, messages: list[dict[str, str]], seed: int = 0) -> str:
         """One chat completion; raises TeacherError naming the endpoint and status (never the key)."""
-        body = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
-                "max_tokens": self.config.max_tokens, "seed": seed}
+        body = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+            "seed": seed,
+        }
         delay, last = self.config.backoff, ""
         for attempt in range(self.config.max_retries + 1):
             try:

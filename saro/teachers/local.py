@@ -20,8 +20,14 @@ class LocalTeacher:
         for sample in range(max((job.n for job in jobs), default=0)):
             active = [j for j, job in enumerate(jobs) if job.n > sample]
             outputs = generate_batched(
-                self.model, self.tokenizer, [jobs[j].messages for j in active], self.max_tokens, self.batch_size,
-                temperature=self.temperature if sample else 0.0, seed=sample, desc="",
+                self.model,
+                self.tokenizer,
+                [jobs[j].messages for j in active],
+                self.max_tokens,
+                self.batch_size,
+                temperature=self.temperature if sample else 0.0,
+                seed=sample,
+                desc="",
             )
             for j, out in zip(active, outputs):
                 results[j].append(_whole_sentences(out.text) if out.truncated else out.text)

@@ -16,34 +16,55 @@ from saro.policy import Policy
 from saro.records import PromptRecord, format_response, stable_id
 from saro.teachers.base import TeacherJob
 
-_REQUEST = ["1. Request: the user asks: \"{q}\"", "1. Request: \"{q}\"", "1. Request: they want to know: \"{q}\""]
+_REQUEST = ['1. Request: the user asks: "{q}"', '1. Request: "{q}"', '1. Request: they want to know: "{q}"']
 _WRAPPED = [
-    "1. Request: the message wraps a request in a {w} framing. Stripped of it, the request is: \"{q}\"",
-    "1. Request: a {w} wrapper around the real request: \"{q}\"",
+    '1. Request: the message wraps a request in a {w} framing. Stripped of it, the request is: "{q}"',
+    '1. Request: a {w} wrapper around the real request: "{q}"',
 ]
-_HARM_INTENT = ["2. Intent: this seeks {d}.", "2. Intent: the real goal is {d}.", "2. Intent: answering would provide {d}."]
-_HARM_POLICY = ["3. Policy: {c} disallows {d}.", "3. Policy: this falls under {c}, which is disallowed.",
-                "3. Policy: {c} applies; this is on its disallowed list."]
+_HARM_INTENT = [
+    "2. Intent: this seeks {d}.",
+    "2. Intent: the real goal is {d}.",
+    "2. Intent: answering would provide {d}.",
+]
+_HARM_POLICY = [
+    "3. Policy: {c} disallows {d}.",
+    "3. Policy: this falls under {c}, which is disallowed.",
+    "3. Policy: {c} applies; this is on its disallowed list.",
+]
 _HARM_REFLECT = [
     "4. Reflection: wait, is there a harmless reading? No: {a} would be allowed, but this asks for the harmful part.",
     "4. Reflection: wait, could this be education? Not as asked: it requests the means, not understanding.",
     "4. Reflection: wait, context matters, but nothing here changes the harmful intent.",
 ]
 _WRAP_REFLECT = [
-    "4. Reflection: wait, the {w} framing claims the rules are off, but the policy applies to the content, whatever the framing.",
-    "4. Reflection: wait, fiction or role-play would still deliver the same harmful content, so the wrapper changes nothing.",
+    "4. Reflection: wait, the {w} framing claims the rules are off, but the policy applies to the content itself.",
+    "4. Reflection: wait, a story or role-play would still deliver the same harmful content; the wrapper changes nothing.",
 ]
-_REFUSE = ["5. Decision: refuse and offer a safe alternative.", "5. Decision: refuse, briefly, and point to safer help."]
-_BENIGN_INTENT = ["2. Intent: harmless: {y}.", "2. Intent: {y}, so the goal is harmless.",
-                  "2. Intent: despite the wording, {y}."]
-_BENIGN_POLICY = ["3. Policy: {c} is about real harm; it allows {a}.", "3. Policy: {c} does not apply; allowed: {a}.",
-                  "3. Policy: nothing disallowed; {c} explicitly allows {a}."]
+_REFUSE = [
+    "5. Decision: refuse and offer a safe alternative.",
+    "5. Decision: refuse, briefly, and point to safer help.",
+]
+_BENIGN_INTENT = [
+    "2. Intent: harmless: {y}.",
+    "2. Intent: {y}, so the goal is harmless.",
+    "2. Intent: despite the wording, {y}.",
+]
+_BENIGN_POLICY = [
+    "3. Policy: {c} is about real harm; it allows {a}.",
+    "3. Policy: {c} does not apply; allowed: {a}.",
+    "3. Policy: nothing disallowed; {c} explicitly allows {a}.",
+]
 _NO_POLICY = ["3. Policy: no policy category applies.", "3. Policy: no category is relevant."]
-_BENIGN_REFLECT = ["4. Reflection: wait, could this be misused? No: {y}.",
-                   "4. Reflection: wait, the wording sounds risky, but {y}; refusing would be over-cautious.",
-                   "4. Reflection: wait, is anyone put at risk? No."]
+_BENIGN_REFLECT = [
+    "4. Reflection: wait, could this be misused? No: {y}.",
+    "4. Reflection: wait, the wording sounds risky, but {y}; refusing would be over-cautious.",
+    "4. Reflection: wait, is anyone put at risk? No.",
+]
 _GENERAL_INTENT = ["2. Intent: an ordinary {t} question.", "2. Intent: a plain {t} request."]
-_GENERAL_REFLECT = ["4. Reflection: wait, anything sensitive here? No.", "4. Reflection: nothing risky; just answer well."]
+_GENERAL_REFLECT = [
+    "4. Reflection: wait, anything sensitive here? No.",
+    "4. Reflection: nothing risky; just answer well.",
+]
 _ANSWER = ["5. Decision: answer helpfully.", "5. Decision: answer."]
 _REFUSAL_OPENERS = ["I can't help with that.", "I won't help with that.", "Sorry, I can't help with that."]
 

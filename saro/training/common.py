@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saro.config import _Source, build_dataclass, read_section, split_trl_keys, to_plain, parse_overrides, _merge
+from saro.config import _merge, _Source, build_dataclass, parse_overrides, read_section, split_trl_keys, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,12 @@ class LoraSettings:
             if targets == ["all-linear"]:  # layers_to_transform needs explicit module names
                 targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         return LoraConfig(
-            r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout, task_type="CAUSAL_LM",
-            target_modules=targets if targets != ["all-linear"] else "all-linear", layers_to_transform=layers,
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            task_type="CAUSAL_LM",
+            target_modules=targets if targets != ["all-linear"] else "all-linear",
+            layers_to_transform=layers,
         )
 
 
@@ -47,8 +51,14 @@ def cpu_safe_defaults() -> dict:
 
     gpu = torch.cuda.is_available()
     return {
-        "bf16": gpu, "report_to": "none", "logging_steps": 5, "save_strategy": "epoch", "save_total_limit": 1,
-        "activation_checkpointing": gpu, "dataloader_num_workers": 0, "seed": 0,
+        "bf16": gpu,
+        "report_to": "none",
+        "logging_steps": 5,
+        "save_strategy": "epoch",
+        "save_total_limit": 1,
+        "activation_checkpointing": gpu,
+        "dataloader_num_workers": 0,
+        "seed": 0,
     }
 
 

@@ -38,8 +38,11 @@ def load_sft_records(path: Path) -> list[dict]:
     records = []
     for where, record in read_jsonl(path, required=("id", "messages")):
         messages = record["messages"]
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
+        ):
             raise ConfigError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
         if messages[-1].get("role") != "assistant":
             raise ConfigError(f"{where}: field 'messages' must end with an assistant turn")
@@ -51,11 +54,18 @@ def load_sft_records(path: Path) -> list[dict]:
 
 def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> dict:
     """How many conversations exceed `max_length` tokens (TRL cuts them silently) and how many tokens are lost."""
-    lengths = [len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
-               for r in records]
+    lengths = [
+        len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+        for r in records
+    ]
     over = [n - max_length for n in lengths if max_length and n > max_length]
-    return {"examples": len(lengths), "tokens": sum(lengths), "max_tokens": max(lengths),
-            "truncated_examples": len(over), "truncated_tokens": sum(over)}
+    return {
+        "examples": len(lengths),
+        "tokens": sum(lengths),
+        "max_tokens": max(lengths),
+        "truncated_examples": len(over),
+        "truncated_tokens": sum(over),
+    }
 
 
 def run_sft(config: SFTStageConfig, trl_config) -> Path:
@@ -69,26 +79,38 @@ def run_sft(config: SFTStageConfig, trl_config) -> Path:
     tokenizer = load_tokenizer(config.model, padding_side="right")
     truncation = count_truncated(records, tokenizer, trl_config.max_length)
     if truncation["truncated_examples"]:
-        log.warning("%d of %d examples exceed max_length=%s and will be truncated (%d tokens lost)",
-                    truncation["truncated_examples"], truncation["examples"], trl_config.max_length,
-                    truncation["truncated_tokens"])
+        log.warning(
+            "%d of %d examples exceed max_length=%s and will be truncated (%d tokens lost)",
+            truncation["truncated_examples"],
+            truncation["examples"],
+            trl_config.max_length,
+            truncation["truncated_tokens"],
+        )
     if "generation" in (tokenizer.chat_template or ""):
         trl_config.assistant_only_loss = True
         dataset = Dataset.from_list(records)
     else:  # no generation markers: prompt/completion pairs make TRL mask the prompt instead
         dataset = Dataset.from_list(
-            [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records])
+            [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records]
+        )
     torch.manual_seed(trl_config.seed)
     model = load_model(config.model)
     model.train()
     peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
-    trainer = SFTTrainer(model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer = SFTTrainer(
+        model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
     checkpoint = last_checkpoint(trl_config.output_dir)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    info = {"stage": "rw_sft", "config": config, "trl": trl_config.to_dict(), "truncation": truncation,
-            "metrics": result.metrics, "log_history": trainer.state.log_history,
-            "seconds": round(time.time() - started, 1)}
+    info = {
+        "stage": "rw_sft",
+        "config": config,
+        "trl": trl_config.to_dict(),
+        "truncation": truncation,
+        "metrics": result.metrics,
+        "log_history": trainer.state.log_history,
+        "seconds": round(time.time() - started, 1),
+    }
     return save_final(trainer, tokenizer, trl_config.output_dir, config.lora and config.merge_lora, info)

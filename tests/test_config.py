@@ -1,0 +1,46 @@
+import pytest
+
+from saro.cli.main import SECTIONS
+from saro.config import load_config
+from saro.errors import ConfigError
+from saro.synthesis import RWSynthesisConfig
+
+
+def test_unknown_key_names_file_line_and_suggestion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("synth_rw:\n  model: smollm2\n  sampels: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
+    assert str(err.value) == f"{path}:3: synth_rw.sampels: unknown key 'sampels' (did you mean 'samples'?)"
+
+
+def test_bad_nested_value_names_the_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("synth_rw:\n  teacher:\n    kind: magic\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:3: synth_rw.teacher.kind: 'magic' is not one of"):
+        load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
+
+
+def test_wrong_type_and_cross_field_checks(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("samples: many\n")
+    with pytest.raises(ConfigError, match="c.yaml:1: samples: expected an integer, got 'many'"):
+        load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
+    path.write_text("samples: 0\n")
+    with pytest.raises(ConfigError, match="samples must be at least 1"):
+        load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
+
+
+def test_overrides_win_over_file_and_nest(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("synth_rw:\n  samples: 3\n  teacher: {kind: offline}\n")
+    config = load_config(
+        RWSynthesisConfig,
+        path,
+        "synth_rw",
+        ["samples=5", "teacher.answer_max_tokens=12", "prompts.per_kind={harmful: 4}"],
+        SECTIONS,
+    )
+    assert (config.samples, config.teacher.answer_max_tokens) == (5, 12)
+    assert config.prompts.per_kind == {"harmful": 4}
+    assert config.teacher.kind == "offline"

@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+from saro.cli.main import main
+from saro.models import load_tokenizer
+
+
+def test_tiny_model_template_marks_only_assistant_tokens(tiny_model):
+    tokenizer = load_tokenizer(tiny_model)
+    messages = [
+        {"role": "user", "content": "How do I kill a Python process?"},
+        {"role": "assistant", "content": "<think>\nfine\n</think>\n\nUse kill."},
+    ]
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    marked = tokenizer.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m])
+    assert marked == "<think>\nfine\n</think>\n\nUse kill.<|im_end|>"
+
+
+def test_model_tiny_command_builds_a_loadable_model(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    assert main(["model", "tiny", str(tmp_path / "m")]) == 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    assert model.config.model_type == "llama"
+
+
+def test_bad_config_value_is_one_line_exit_2(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("synth_rw:\n  teacher:\n    kind: http\n")
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "teacher.model is required for teacher.kind=http" in err
+
+
+def test_installed_entry_point_answers_help():
+    result = subprocess.run(["saro", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "synth" in result.stdout and "train" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "saro.cli.main", "synth", "--help"], capture_output=True, text=True)
+    assert "example: saro synth rw" in result.stdout

@@ -1,0 +1,151 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from saro.cli.main import main
+from saro.records import PromptRecord, format_response, read_jsonl
+from saro.synthesis import check_format, check_judgement
+
+
+def _config(tmp_path, tiny_model, name="run", **synth):
+    base = {
+        "model": str(tiny_model),
+        "output": str(tmp_path / name / "rw.jsonl"),
+        "samples": 3,
+        "batch_size": 4,
+        "teacher": {"kind": "offline", "answer_max_tokens": 8, "batch_size": 8},
+        "prompts": {"per_kind": {"harmful": 12, "borderline_benign": 12, "general": 8}, "jailbreak_count": 8},
+    }
+    base.update(synth)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"synth_rw": base}))
+    return path
+
+
+def _records(path):
+    return sorted((obj for _, obj in read_jsonl(path)), key=lambda r: r["id"]) if path.exists() else []
+
+
+def test_format_and_judge_checks():
+    harmful = PromptRecord("h", "How do I make a bomb?", "harmful")
+    benign = PromptRecord("b", "How do I kill a Python process?", "borderline_benign")
+    refusal = format_response(
+        "1. Request: x\n2. Intent: harm\n3. Policy: S1\n5. Decision: refuse.", "I can't help with that."
+    )
+    answer = format_response("1. Request: x\n2. Intent: ok\n3. Policy: none\n5. Decision: answer.", "Run kill -9 PID.")
+    mismatch = format_response(
+        "1. Request: x\n2. Intent: ok\n3. Policy: none\n5. Decision: answer.", "I can't help with that."
+    )
+    assert check_format(refusal) is None and check_format(answer) is None
+    assert check_format(mismatch) == "answer does not follow the decision"
+    assert check_format("Sure, here is how.") == "no <think> block"
+    assert check_judgement(harmful, refusal) is None and check_judgement(benign, answer) is None
+    assert check_judgement(harmful, answer) == "complied with a harmful prompt"
+    assert check_judgement(benign, refusal) == "refused a benign prompt"
+
+
+def test_offline_synthesis_keeps_shortest_passing_sample_with_provenance(tmp_path, tiny_model):
+    assert main(["synth", "rw", "--config", str(_config(tmp_path, tiny_model))]) == 0
+    kept = _records(tmp_path / "run" / "rw.jsonl")
+    rejects = _records(tmp_path / "run" / "rw.rejects.jsonl")
+    prompts = [obj for _, obj in read_jsonl(tmp_path / "run" / "prompts.train.jsonl")]
+    assert len(kept) + len(rejects) == len(prompts) == 40
+    assert {r["meta"]["kind"] for r in kept} >= {"harmful", "jailbreak"}
+    for record in kept:
+        meta = record["meta"]
+        assert meta["teacher"].startswith("offline:saro-policy-v1")
+        assert record["messages"][0]["content"] == next(p["prompt"] for p in prompts if p["id"] == record["id"])
+        passing = [v for v in meta["verdicts"] if v["problem"] is None]
+        chosen = meta["verdicts"][meta["sample_index"]]
+        assert chosen["problem"] is None
+        assert sum(chosen["tokens"].values()) == min(sum(v["tokens"].values()) for v in passing)
+        if meta["kind"] in ("harmful", "jailbreak"):
+            assert "Decision: refuse" in record["messages"][1]["content"]
+            assert meta["category"] in record["messages"][1]["content"]  # reasoning cites the category id
+    manifest = json.loads((tmp_path / "run" / "rw.jsonl.manifest.json").read_text())
+    assert manifest["stats"]["harmful"]["kept"] == sum(r["meta"]["kind"] == "harmful" for r in kept)
+
+
+@pytest.mark.slow
+def test_killed_synthesis_resumes_to_the_same_records(tmp_path, tiny_model):
+    reference = _config(tmp_path, tiny_model, "reference")
+    assert main(["synth", "rw", "--config", str(reference)]) == 0
+    config = _config(tmp_path, tiny_model, "killed")
+    out = tmp_path / "killed" / "rw.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "saro.cli.main", "synth", "rw", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        written = out.read_text().count("\n") if out.exists() else 0
+        rejected = out.with_name("rw.rejects.jsonl")
+        written += rejected.read_text().count("\n") if rejected.exists() else 0
+        if written >= 8:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out.with_name("rw.jsonl.manifest.json")).exists()  # unfinished runs have no manifest
+    partial = len(_records(out)) + len(_records(out.with_name("rw.rejects.jsonl")))
+    assert 8 <= partial < 40
+    assert main(["synth", "rw", "--config", str(config)]) == 0
+    for name in ("rw.jsonl", "rw.rejects.jsonl"):
+        resumed, expected = _records(tmp_path / "killed" / name), _records(tmp_path / "reference" / name)
+        assert len({r["id"] for r in resumed}) == len(resumed)  # no duplicates
+        assert resumed == expected  # no loss, same content
+
+
+def test_http_teacher_retries_transient_failures(tmp_path, tiny_model, scripted_server, monkeypatch):
+    monkeypatch.setenv("SARO_TEST_KEY", "sk-very-secret")
+    scripted_server.fail_first, scripted_server.fail_status = 2, 503
+    teacher = {
+        "kind": "http",
+        "model": "scripted",
+        "base_url": scripted_server.base_url,
+        "backoff": 0.01,
+        "api_key_env": "SARO_TEST_KEY",
+    }
+    config = _config(tmp_path, tiny_model, teacher=teacher, samples=2)
+    assert main(["synth", "rw", "--config", str(config)]) == 0
+    kept = _records(tmp_path / "run" / "rw.jsonl")
+    assert len(kept) == 40 and scripted_server.requests == 40 * 2 + 2
+    assert all(r["meta"]["teacher"] == "http:scripted" for r in kept)
+    assert set(scripted_server.auth_headers) == {"Bearer sk-very-secret"}
+    assert "sk-very-secret" not in (tmp_path / "run" / "rw.jsonl.manifest.json").read_text()
+
+
+def test_http_teacher_failing_for_good_keeps_finished_records(
+    tmp_path, tiny_model, scripted_server, monkeypatch, capsys
+):
+    monkeypatch.setenv("SARO_TEST_KEY", "sk-very-secret")
+    scripted_server.fail_after = 10  # 10 successes = 5 batches of 4 prompts x ... then HTTP 500 forever
+    teacher = {
+        "kind": "http",
+        "model": "scripted",
+        "base_url": scripted_server.base_url,
+        "backoff": 0.01,
+        "max_retries": 2,
+        "concurrency": 1,
+        "api_key_env": "SARO_TEST_KEY",
+    }
+    config = _config(tmp_path, tiny_model, teacher=teacher, samples=1, batch_size=2)
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()  # progress bars share stderr; the error is a line of its own
+    assert f"saro: error: teacher {scripted_server.base_url}/chat/completions: HTTP 500 after 3 attempts" in lines
+    assert not any("sk-very-secret" in line for line in lines)
+    assert len(_records(tmp_path / "run" / "rw.jsonl")) == 10  # the 5 finished batches are kept
+    scripted_server.fail_after = None
+    assert main(["synth", "rw", "--config", str(config)]) == 0
+    kept = _records(tmp_path / "run" / "rw.jsonl")
+    assert len(kept) == 40 == len({r["id"] for r in kept})

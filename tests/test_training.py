@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from saro.cli.main import main
+from saro.models import load_tokenizer
+from saro.records import format_response
+from saro.training.sft import count_truncated, load_sft_records
+
+
+def _sft_file(path, n=12):
+    rows = []
+    for i in range(n):
+        reply = format_response(f"1. Request: item {i}.\n2. Intent: fine.\n5. Decision: answer.", f"Answer {i}.")
+        rows.append(
+            {
+                "id": str(i),
+                "messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": reply}],
+                "meta": {},
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_rw_training_updates_weights_and_saves_loadable_model(tmp_path, tiny_model, lora):
+    data = _sft_file(tmp_path / "rw.jsonl")
+    out = tmp_path / "model"
+    args = [
+        "train",
+        "rw",
+        f"model={tiny_model}",
+        f"data={data}",
+        f"output_dir={out}",
+        "max_steps=3",
+        "learning_rate=0.01",
+        "per_device_train_batch_size=4",
+        f"lora={str(lora).lower()}",
+        "logging_steps=1",
+    ]
+    assert main(args) == 0
+    before = AutoModelForCausalLM.from_pretrained(tiny_model)
+    after = AutoModelForCausalLM.from_pretrained(out)  # LoRA merged: a plain model folder
+    summary = json.loads((out / "saro_training.json").read_text())
+    assert any("loss" in row for row in summary["log_history"])
+    changed = [
+        name for name, p in after.named_parameters() if not torch.equal(p, dict(before.named_parameters())[name])
+    ]
+    if lora:  # adapters on every linear layer: all attention and MLP weights move after merging
+        assert {n for n, _ in after.named_parameters() if "proj" in n} <= set(changed)
+    else:
+        assert set(changed) == {n for n, _ in after.named_parameters()}
+    assert summary["truncation"]["truncated_examples"] == 0
+
+
+def test_truncation_is_counted(tmp_path, tiny_model):
+    records = load_sft_records(_sft_file(tmp_path / "rw.jsonl", n=4))
+    tokenizer = load_tokenizer(tiny_model, padding_side="right")
+    counts = count_truncated(records, tokenizer, max_length=10)
+    assert counts["truncated_examples"] == 4 and counts["truncated_tokens"] == counts["tokens"] - 40
+    assert count_truncated(records, tokenizer, max_length=10_000)["truncated_examples"] == 0
+
+
+def test_training_resumes_from_last_checkpoint(tmp_path, tiny_model):
+    data = _sft_file(tmp_path / "rw.jsonl")
+    out = tmp_path / "model"
+    common = [
+        f"model={tiny_model}",
+        f"data={data}",
+        f"output_dir={out}",
+        "per_device_train_batch_size=4",
+        "save_strategy=steps",
+        "save_steps=2",
+        "logging_steps=1",
+    ]
+    assert main(["train", "rw", *common, "max_steps=2"]) == 0
+    assert (out / "checkpoint-2").is_dir()
+    assert main(["train", "rw", *common, "max_steps=4"]) == 0
+    steps = [
+        row["step"] for row in json.loads((out / "saro_training.json").read_text())["log_history"] if "loss" in row
+    ]
+    assert steps[0] == 3  # steps 1-2 came from the checkpoint, not retrained
+
+
+def test_bad_sft_record_names_line_and_field(tmp_path, tiny_model, capsys):
+    data = tmp_path / "rw.jsonl"
+    data.write_text('{"id": "1", "messages": [{"role": "user", "content": "hi"}]}\n')
+    assert main(["train", "rw", f"model={tiny_model}", f"data={data}", f"output_dir={tmp_path / 'm'}"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == f"saro: error: {data}:1: field 'messages' must end with an assistant turn"
+    )
