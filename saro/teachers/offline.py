@@ -38,7 +38,7 @@ _HARM_REFLECT = [
 ]
 _WRAP_REFLECT = [
     "4. Reflection: wait, the {w} framing claims the rules are off, but the policy applies to the content itself.",
-    "4. Reflection: wait, a story or role-play would still deliver the same harmful content; the wrapper changes nothing.",
+    "4. Reflection: wait, a story or role-play would still deliver the same harmful content; nothing changes.",
 ]
 _REFUSE = [
     "5. Decision: refuse and offer a safe alternative.",
