@@ -37,3 +37,12 @@ def test_installed_entry_point_answers_help():
     assert result.returncode == 0 and "synth" in result.stdout and "train" in result.stdout
     result = subprocess.run([sys.executable, "-m", "saro.cli.main", "synth", "--help"], capture_output=True, text=True)
     assert "example: saro synth rw" in result.stdout
+
+
+def test_cli_docs_are_current():
+    from pathlib import Path
+
+    from saro.cli.docs import render
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert docs.read_text() == render(), "docs/cli.md is stale: python -m saro.cli.docs > docs/cli.md"

