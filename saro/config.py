@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import hashlib
 import json
 import types
@@ -112,7 +113,7 @@ def _coerce(value: Any, hint: Any, where: str, source: _Source | None = None, pa
         return Path(value)
     if dataclasses.is_dataclass(hint):
         raise ConfigError(f"{where}: expected a mapping of {hint.__name__} keys")
-    if isinstance(hint, type) and issubclass(hint, __import__("enum").Enum):
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:
             return hint(value)
         except ValueError:
@@ -163,11 +164,11 @@ def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
     return result
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_mappings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_mappings(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -207,7 +208,7 @@ def load_config(
 ) -> T:
     """Load stage config `cls` from `section` of a YAML file plus `key=value` overrides."""
     data, source = read_section(path, section, sections or (section,))
-    return build_dataclass(cls, _merge(data, parse_overrides(overrides)), source)
+    return build_dataclass(cls, merge_mappings(data, parse_overrides(overrides)), source)
 
 
 def split_trl_keys(

@@ -170,6 +170,16 @@ class JsonlWriter:
         self.close()
 
 
+def pending_batches(items: list, ids: list[str], done: set[str], size: int) -> list[list[int]]:
+    """Fixed batches (positions into `items`) that still hold an id not in `done`.
+
+    Batches are cut from the full list, not from what is left, so a resumed batch has the same members as in an
+    uninterrupted run and batched greedy generation (padding included) reproduces the same outputs.
+    """
+    batches = [list(range(i, min(i + size, len(items)))) for i in range(0, len(items), size)]
+    return [b for b in batches if any(ids[i] not in done for i in b)]
+
+
 def manifest_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".manifest.json")

@@ -18,7 +18,16 @@ from saro.config import to_plain
 from saro.evaluation.generate import generate_batched
 from saro.evaluation.refusal import classify_refusal
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
-from saro.records import KINDS, JsonlWriter, read_jsonl, read_prompts, split_response, stable_id, write_manifest
+from saro.records import (
+    KINDS,
+    JsonlWriter,
+    pending_batches,
+    read_jsonl,
+    read_prompts,
+    split_response,
+    stable_id,
+    write_manifest,
+)
 from saro.sources import SourceSpec, load_source
 
 
@@ -49,12 +58,13 @@ def run_eval(config: EvalConfig) -> dict:
         pool = [r for r in prompts if r.kind == kind]
         chosen += random.Random(config.seed).sample(pool, min(len(pool), config.per_kind))
     with JsonlWriter(config.output) as writer:
-        todo = [r for r in chosen if stable_id(config.model, r.id) not in writer.done_ids]
-        if todo:
+        chosen.sort(key=lambda r: (len(r.prompt), r.id))  # similar lengths per batch: less padding
+        ids = [stable_id(config.model, r.id) for r in chosen]
+        batches = pending_batches(chosen, ids, writer.done_ids, config.batch_size)
+        if batches:
             model, tokenizer = load_model(config.model), load_tokenizer(config.model)
-            todo.sort(key=lambda r: len(r.prompt))  # similar lengths per batch: less padding
-            for start in tqdm(range(0, len(todo), config.batch_size), desc="eval", unit="batch"):
-                batch = todo[start : start + config.batch_size]
+            for positions in tqdm(batches, desc="eval", unit="batch"):
+                batch = [chosen[i] for i in positions]
                 outputs = generate_batched(
                     model,
                     tokenizer,
@@ -64,6 +74,8 @@ def run_eval(config: EvalConfig) -> dict:
                     desc="",
                 )
                 for record, out in zip(batch, outputs):
+                    if stable_id(config.model, record.id) in writer.done_ids:
+                        continue
                     reasoning, answer = split_response(out.text)
                     writer.write(
                         {

@@ -27,6 +27,7 @@ from saro.records import (
     KINDS,
     JsonlWriter,
     PromptRecord,
+    pending_batches,
     read_jsonl,
     read_prompts,
     split_response,
@@ -144,8 +145,8 @@ def run_rw_synthesis(config: RWSynthesisConfig) -> dict:
     tokenizer = load_tokenizer(config.model)
     with JsonlWriter(config.output) as kept, JsonlWriter(rejects_path) as rejected:
         done = kept.done_ids | rejected.done_ids
-        todo_batches = [records[i : i + config.batch_size] for i in range(0, len(records), config.batch_size)]
-        todo_batches = [b for b in todo_batches if any(r.id not in done for r in b)]
+        batches = pending_batches(records, [r.id for r in records], done, config.batch_size)
+        todo_batches = [[records[i] for i in batch] for batch in batches]
         teacher = make_teacher(config.teacher, policy, config.model) if todo_batches else None
         remaining = sum(r.id not in done for b in todo_batches for r in b)
         with tqdm(total=len(records), initial=len(records) - remaining, desc="synth rw", unit="prompt") as progress:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saro.config import _merge, _Source, build_dataclass, parse_overrides, read_section, split_trl_keys, to_plain
+from saro.config import (
+    build_dataclass,
+    merge_mappings,
+    parse_overrides,
+    read_section,
+    split_trl_keys,
+    to_plain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +71,11 @@ def cpu_safe_defaults() -> dict:
 def load_training_config(saro_cls, trl_cls, path, section: str, overrides, sections):
     """Load saro's dataclass and TRL's config from one section: saro keys to ours, TRL keys to theirs."""
     data, source = read_section(path, section, sections)
-    data = _merge(data, parse_overrides(overrides))
+    data = merge_mappings(data, parse_overrides(overrides))
     ours, theirs = split_trl_keys(data, saro_cls, trl_cls, source)
     saro_config = build_dataclass(saro_cls, ours, source)
     trl_kwargs = {**cpu_safe_defaults(), **theirs}
-    trl_kwargs.setdefault("output_dir", str(getattr(saro_config, "default_output_dir", "runs/model")))
+    trl_kwargs.setdefault("output_dir", saro_cls.DEFAULT_OUTPUT_DIR)
     trl_config = build_dataclass(trl_cls, trl_kwargs, source)
     return saro_config, trl_config
 
@@ -92,8 +98,4 @@ def save_final(trainer, tokenizer, output_dir: str | Path, merge: bool, info: di
     return output_dir
 
 
-def trl_config_dict(trl_config) -> dict:
-    return {f.name: getattr(trl_config, f.name) for f in dataclasses.fields(trl_config) if f.init}
-
-
-__all__ = ["LoraSettings", "cpu_safe_defaults", "last_checkpoint", "load_training_config", "save_final", "_Source"]
+__all__ = ["LoraSettings", "cpu_safe_defaults", "last_checkpoint", "load_training_config", "save_final"]

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from saro.errors import ConfigError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
@@ -30,7 +31,7 @@ class SFTStageConfig(LoraSettings):
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Base model: path, hub id or 'smollm2'."})
     data: Path = field(default=Path("runs/demo/rw.jsonl"), metadata={"help": "SFT JSONL with `messages`."})
-    default_output_dir: str = field(default="runs/demo/rw-model", metadata={"help": "Used when no output_dir."})
+    DEFAULT_OUTPUT_DIR: ClassVar[str] = "runs/demo/rw-model"  # when the config sets no TRL output_dir
 
 
 def load_sft_records(path: Path) -> list[dict]:
