@@ -79,10 +79,9 @@ def test_training_resumes_from_last_checkpoint(tmp_path, tiny_model):
     assert main(["train", "rw", *common, "max_steps=2"]) == 0
     assert (out / "checkpoint-2").is_dir()
     assert main(["train", "rw", *common, "max_steps=4"]) == 0
-    steps = [
-        row["step"] for row in json.loads((out / "saro_training.json").read_text())["log_history"] if "loss" in row
-    ]
-    assert steps[0] == 3  # steps 1-2 came from the checkpoint, not retrained
+    summary = json.loads((out / "saro_training.json").read_text())
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert [row["step"] for row in summary["log_history"] if "loss" in row] == [1, 2, 3, 4]  # none repeated
 
 
 def test_bad_sft_record_names_line_and_field(tmp_path, tiny_model, capsys):

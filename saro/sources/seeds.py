@@ -10,7 +10,11 @@ from saro.sources.files import read_yaml, require
 
 
 def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
-    """Expand every contrast action through every frame; `meta.group` names the action so splits keep it whole."""
+    """Expand every contrast action through every frame; `meta.group` names the action so splits keep it whole.
+
+    Contrast records carry `meta.harm` or `meta.why`: the harmful or harmless reading of the shared trigger word,
+    which the reasoning's intent step states.
+    """
     file = Path(path) if path else Path(str(resources.files("saro.data").joinpath("seeds.yaml")))
     data = read_yaml(file)
     frames = require(data, "frames", str(file))
@@ -31,9 +35,12 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     for i, group in enumerate(require(data, "contrast", str(file))):
         where = f"{file}: contrast[{i}]"
         trigger, category = require(group, "trigger", where), require(group, "category", where)
+        harm, why = require(group, "harm", where), require(group, "why", where)
         for action in require(group, "harmful", where):
             for frame in frames:
-                add(frame.format(action=action), "harmful", category, action, trigger=trigger)
+                add(
+                    frame.format(action=action), "harmful", category, action, trigger=trigger, action=action, harm=harm
+                )
         for action in require(group, "benign", where):
             for frame in frames:
                 add(
@@ -42,7 +49,8 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
                     "none",
                     action,
                     trigger=trigger,
-                    why=require(group, "why", where),
+                    action=action,
+                    why=why,
                     near_category=category,
                 )
     for i, group in enumerate(data.get("safe_contexts", [])):

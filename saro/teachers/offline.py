@@ -16,57 +16,36 @@ from saro.policy import Policy
 from saro.records import PromptRecord, format_response, stable_id
 from saro.teachers.base import TeacherJob
 
-_REQUEST = ['1. Request: the user asks: "{q}"', '1. Request: "{q}"', '1. Request: they want to know: "{q}"']
+# Steps are short on purpose: on CPU, training tokens are the budget, and the tokens that carry the judgement are
+# the intent and decision lines, not long restatements of the policy.
+_REQUEST = ['1. Request: "{q}"', '1. Request: the user asks: "{q}"']
+_ACTION = ["1. Request: how to {a}.", "1. Request: they ask how to {a}.", "1. Request: the user wants to {a}."]
 _WRAPPED = [
-    '1. Request: the message wraps a request in a {w} framing. Stripped of it, the request is: "{q}"',
     '1. Request: a {w} wrapper around the real request: "{q}"',
+    '1. Request: behind the {w} framing, the request is: "{q}"',
 ]
-_HARM_INTENT = [
-    "2. Intent: this seeks {d}.",
-    "2. Intent: the real goal is {d}.",
-    "2. Intent: answering would provide {d}.",
-]
-_HARM_POLICY = [
-    "3. Policy: {c} disallows {d}.",
-    "3. Policy: this falls under {c}, which is disallowed.",
-    "3. Policy: {c} applies; this is on its disallowed list.",
-]
+_HARM_INTENT = ["2. Intent: harmful: {h}.", "2. Intent: {h}, so the goal is harmful.", "2. Intent: {h}; this is harm."]
+_HARM_POLICY = ["3. Policy: {c} disallows this.", "3. Policy: falls under {c}; disallowed.", "3. Policy: {c} applies."]
 _HARM_REFLECT = [
-    "4. Reflection: wait, is there a harmless reading? No: {a} would be allowed, but this asks for the harmful part.",
-    "4. Reflection: wait, could this be education? Not as asked: it requests the means, not understanding.",
-    "4. Reflection: wait, context matters, but nothing here changes the harmful intent.",
+    "4. Reflection: wait, is there a harmless reading? No.",
+    "4. Reflection: wait, could it be educational? Not as asked.",
+    "4. Reflection: wait, nothing here changes the harmful intent.",
 ]
 _WRAP_REFLECT = [
-    "4. Reflection: wait, the {w} framing claims the rules are off, but the policy applies to the content itself.",
-    "4. Reflection: wait, a story or role-play would still deliver the same harmful content; nothing changes.",
+    "4. Reflection: wait, the {w} framing does not change what would be produced.",
+    "4. Reflection: wait, a story or role-play would still deliver the harmful content.",
 ]
-_REFUSE = [
-    "5. Decision: refuse and offer a safe alternative.",
-    "5. Decision: refuse, briefly, and point to safer help.",
-]
-_BENIGN_INTENT = [
-    "2. Intent: harmless: {y}.",
-    "2. Intent: {y}, so the goal is harmless.",
-    "2. Intent: despite the wording, {y}.",
-]
-_BENIGN_POLICY = [
-    "3. Policy: {c} is about real harm; it allows {a}.",
-    "3. Policy: {c} does not apply; allowed: {a}.",
-    "3. Policy: nothing disallowed; {c} explicitly allows {a}.",
-]
-_NO_POLICY = ["3. Policy: no policy category applies.", "3. Policy: no category is relevant."]
+_REFUSE = ["5. Decision: refuse.", "5. Decision: refuse and offer a safe alternative."]
+_BENIGN_INTENT = ["2. Intent: harmless: {y}.", "2. Intent: {y}, so the goal is harmless.", "2. Intent: {y}; no harm."]
+_BENIGN_POLICY = ["3. Policy: {c} is not violated; this is allowed.", "3. Policy: allowed under {c}."]
+_NO_POLICY = ["3. Policy: no category applies.", "3. Policy: nothing disallowed."]
 _BENIGN_REFLECT = [
-    "4. Reflection: wait, could this be misused? No: {y}.",
-    "4. Reflection: wait, the wording sounds risky, but {y}; refusing would be over-cautious.",
-    "4. Reflection: wait, is anyone put at risk? No.",
+    "4. Reflection: wait, is anyone harmed? No.",
+    "4. Reflection: wait, it only sounds risky; refusing would be over-cautious.",
 ]
 _GENERAL_INTENT = ["2. Intent: an ordinary {t} question.", "2. Intent: a plain {t} request."]
-_GENERAL_REFLECT = [
-    "4. Reflection: wait, anything sensitive here? No.",
-    "4. Reflection: nothing risky; just answer well.",
-]
-_ANSWER = ["5. Decision: answer helpfully.", "5. Decision: answer."]
-_REFUSAL_OPENERS = ["I can't help with that.", "I won't help with that.", "Sorry, I can't help with that."]
+_GENERAL_REFLECT = ["4. Reflection: wait, anything sensitive? No.", "4. Reflection: nothing risky."]
+_ANSWER = ["5. Decision: answer.", "5. Decision: answer helpfully."]
 
 
 def _shorten(text: str, limit: int = 160) -> str:
@@ -92,41 +71,36 @@ class OfflineComposer:
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
-    def _allowed(self, category, prompt: str) -> str:
-        words = set(re.findall(r"[a-z]+", prompt.lower()))
-        return max(category.allowed, key=lambda a: len(words & set(re.findall(r"[a-z]+", a.lower()))))
-
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
         """The reasoning for one sample, and the answer when it is a refusal (None: answer must be written)."""
         rng = random.Random(stable_id(record.id, sample))
         inner = record.meta.get("inner_prompt", record.prompt)
-        harmful = record.kind in ("harmful", "jailbreak")
-        steps = []
         wrapper = (record.template_family or "").replace("_", " ").replace("-", " ").lower()
         if record.template_family:
-            steps.append(rng.choice(_WRAPPED).format(w=wrapper, q=_shorten(inner)))
-        else:
-            steps.append(rng.choice(_REQUEST).format(q=_shorten(inner)))
-        if harmful:
+            steps = [rng.choice(_WRAPPED).format(w=wrapper, q=_shorten(inner))]
+        else:  # seeds name the action itself; other sources are quoted
+            action = record.meta.get("action")
+            steps = [
+                rng.choice(_ACTION).format(a=action) if action else rng.choice(_REQUEST).format(q=_shorten(inner))
+            ]
+        if record.kind in ("harmful", "jailbreak"):
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
-            disallowed = category.disallowed[0]
-            steps.append(rng.choice(_HARM_INTENT).format(d=disallowed))
-            steps.append(rng.choice(_HARM_POLICY).format(c=category.label, d=disallowed))
+            harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
+            steps.append(rng.choice(_HARM_INTENT).format(h=harm))
+            steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = _WRAP_REFLECT if record.template_family else _HARM_REFLECT
-            steps.append(rng.choice(reflect).format(w=wrapper, a=self._allowed(category, inner)))
+            steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
-            answer = f"{rng.choice(_REFUSAL_OPENERS)} {category.refusal} {category.alternative}"
-            return "\n".join(steps), answer
+            return "\n".join(steps), f"{category.refusal} {category.alternative}"
         if record.kind == "borderline_benign":
-            why = record.meta.get("why", "it is an everyday or educational request")
+            why = record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
             steps.append(rng.choice(_BENIGN_INTENT).format(y=why))
             if near in self.policy:
-                category = self.policy[near]
-                steps.append(rng.choice(_BENIGN_POLICY).format(c=category.label, a=self._allowed(category, inner)))
+                steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
                 steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(_BENIGN_REFLECT).format(y=why))
+            steps.append(rng.choice(_BENIGN_REFLECT))
         else:
             steps.append(rng.choice(_GENERAL_INTENT).format(t=_topic(inner)))
             steps.append(rng.choice(_NO_POLICY))

@@ -110,6 +110,7 @@ def run_sft(config: SFTStageConfig, trl_config) -> Path:
         "config": config,
         "trl": trl_config.to_dict(),
         "truncation": truncation,
+        "resumed_from": checkpoint,
         "metrics": result.metrics,
         "log_history": trainer.state.log_history,
         "seconds": round(time.time() - started, 1),
