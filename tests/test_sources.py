@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 
@@ -82,8 +83,11 @@ def test_prompt_set_holds_out_groups_and_families():
         jailbreak_count=30,
         heldout_per_kind={"harmful": 12, "jailbreak": 12, "borderline_benign": 12},
         heldout_families=["grandma", "dan"],
+        heldout_per_group=2,
     )
     train, heldout, report = build_prompt_set(config)
+    held_groups = Counter(r.meta["group"] for r in heldout if r.kind != "jailbreak")
+    assert max(held_groups.values()) == 2 and len(held_groups) >= 12  # 24 prompts spread over >= 12 actions
     assert report["train"]["jailbreak"] == 30 and report["heldout"]["jailbreak"] == 12
     train_groups = {r.meta["group"] for r in train if r.kind != "jailbreak"}
     assert not train_groups & {r.meta["group"] for r in heldout if r.kind != "jailbreak"}

@@ -56,6 +56,9 @@ class PromptSetConfig:
     heldout_per_kind: dict[str, int] = field(
         default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) kept out of training for eval."}
     )
+    heldout_per_group: int | None = field(
+        default=None, metadata={"help": "At most this many held-out prompts per group (phrasings of one action)."}
+    )
     heldout_families: list[str] = field(default_factory=list, metadata={"help": "Template families for eval only."})
     exclude: list[SourceSpec] = field(default_factory=list, metadata={"help": "Eval sets to remove leaks against."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
@@ -117,8 +120,15 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
             if held_count >= wanted:
                 break
             held.add(group)
-            held_count += sum(r.meta.get("group", r.id) == group for r in records)
-        held_records = [r for r in records if r.meta.get("group", r.id) in held]
+            size = sum(r.meta.get("group", r.id) == group for r in records)
+            held_count += min(size, config.heldout_per_group or size)
+        held_records, per_group = [], {}
+        # Every phrasing of a held group leaves training; a random heldout_per_group of them are evaluated.
+        for record in rng.sample(records, len(records)):
+            group = record.meta.get("group", record.id)
+            if group in held and per_group.get(group, 0) < (config.heldout_per_group or len(records)):
+                per_group[group] = per_group.get(group, 0) + 1
+                held_records.append(record)
         heldout += _sample(held_records, wanted, config.seed)
         train += _sample(
             [r for r in records if r.meta.get("group", r.id) not in held], config.per_kind.get(kind), config.seed
