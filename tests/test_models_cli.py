@@ -35,7 +35,10 @@ def test_bad_config_value_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_installed_entry_point_answers_help():
-    result = subprocess.run(["saro", "--help"], capture_output=True, text=True, timeout=60)
+    from pathlib import Path
+
+    entry_point = Path(sys.executable).parent / "saro"  # the venv's script, whether or not the venv is activated
+    result = subprocess.run([str(entry_point), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "synth" in result.stdout and "train" in result.stdout
     result = subprocess.run([sys.executable, "-m", "saro.cli.main", "synth", "--help"], capture_output=True, text=True)
     assert "example: saro synth rw" in result.stdout
