@@ -86,8 +86,11 @@ def test_prompt_set_holds_out_groups_and_families():
         heldout_per_group=2,
     )
     train, heldout, report = build_prompt_set(config)
-    held_groups = Counter(r.meta["group"] for r in heldout if r.kind != "jailbreak")
-    assert max(held_groups.values()) == 2 and len(held_groups) >= 12  # 24 prompts spread over >= 12 actions
+    held_groups = Counter((r.kind, r.meta["group"]) for r in heldout if r.kind != "jailbreak")
+    assert max(held_groups.values()) == 2 and len(held_groups) >= 12  # 24 prompts per kind over >= 6 groups each
+    # a trigger word is held out whole: neither its harmful nor its harmless side is trained on
+    held_triggers = {r.meta["trigger"] for r in heldout if r.kind != "jailbreak" and "trigger" in r.meta}
+    assert held_triggers and not held_triggers & {r.meta.get("trigger") for r in train}
     assert report["train"]["jailbreak"] == 30 and report["heldout"]["jailbreak"] == 12
     train_groups = {r.meta["group"] for r in train if r.kind != "jailbreak"}
     assert not train_groups & {r.meta["group"] for r in heldout if r.kind != "jailbreak"}

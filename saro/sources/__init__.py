@@ -6,6 +6,7 @@ Each loader takes a local path (file, folder or URL) or None for its public sour
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from saro.errors import ConfigError
@@ -101,38 +102,58 @@ def _sample(records: list, limit: int | None, seed: int) -> list:
     return [r for i, r in enumerate(records) if i in keep]
 
 
+def _group(record: PromptRecord) -> str:
+    return record.meta.get("group", record.id)
+
+
+def _choose_heldout_groups(pool: list[PromptRecord], config: PromptSetConfig, rng: random.Random) -> set[str]:
+    """Groups to hold out, drawn until every kind has `heldout_per_kind` prompts.
+
+    A group (the seeds' trigger word) is held out whole, harmful and harmless sides together: holding out only the
+    harmful side would leave its harmless twin in training and teach the model that the trigger is always benign.
+    """
+    members: dict[str, Counter] = {}
+    for record in pool:
+        members.setdefault(_group(record), Counter())[record.kind] += 1
+    groups = sorted(members)
+    rng.shuffle(groups)
+    wanted, counts, held = config.heldout_per_kind, Counter(), set()
+    for group in groups:
+        if all(counts[k] >= n for k, n in wanted.items() if k != "jailbreak"):
+            break
+        if not any(counts[k] < wanted.get(k, 0) for k in members[group]):
+            continue  # adds nothing a kind still needs
+        held.add(group)
+        for kind, size in members[group].items():
+            counts[kind] += min(size, config.heldout_per_group or size)
+    return held
+
+
 def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[PromptRecord], dict]:
     """Draw training and held-out prompts. Returns (train, heldout, report) where report counts leaks and kinds.
 
-    Held-out prompts are chosen by `meta.group` (a seed action asked through several frames), so no phrasing of a
-    held-out request is trained on; held-out jailbreaks use `heldout_families` when given.
+    Held-out prompts are chosen by `meta.group` (for seeds, a trigger word with all its harmful and harmless actions
+    and phrasings), so nothing held out has a trained paraphrase; held-out jailbreaks use `heldout_families`.
     """
     rng = random.Random(config.seed)
-    pool = dedupe([r for spec in config.sources for r in load_source(spec, config.seed)])
-    train, heldout = [], []
-    for kind in ("harmful", "borderline_benign", "general"):
+    kinds = ("harmful", "borderline_benign", "general")
+    pool = [
+        r for r in dedupe([r for spec in config.sources for r in load_source(spec, config.seed)]) if r.kind in kinds
+    ]
+    held = _choose_heldout_groups(pool, config, rng)
+    heldout, train = [], []
+    for kind in kinds:
         records = [r for r in pool if r.kind == kind]
-        groups = sorted({r.meta.get("group", r.id) for r in records})
-        rng.shuffle(groups)
-        held: set[str] = set()
-        held_count, wanted = 0, config.heldout_per_kind.get(kind, 0)
-        for group in groups:
-            if held_count >= wanted:
-                break
-            held.add(group)
-            size = sum(r.meta.get("group", r.id) == group for r in records)
-            held_count += min(size, config.heldout_per_group or size)
-        held_records, per_group = [], {}
-        # Every phrasing of a held group leaves training; a random heldout_per_group of them are evaluated.
+        # Every record of a held group leaves training; a random heldout_per_group of each kind are evaluated.
+        per_group: Counter = Counter()
+        held_records = []
         for record in rng.sample(records, len(records)):
-            group = record.meta.get("group", record.id)
-            if group in held and per_group.get(group, 0) < (config.heldout_per_group or len(records)):
-                per_group[group] = per_group.get(group, 0) + 1
+            group = _group(record)
+            if group in held and per_group[group] < (config.heldout_per_group or len(records)):
+                per_group[group] += 1
                 held_records.append(record)
-        heldout += _sample(held_records, wanted, config.seed)
-        train += _sample(
-            [r for r in records if r.meta.get("group", r.id) not in held], config.per_kind.get(kind), config.seed
-        )
+        heldout += _sample(held_records, config.heldout_per_kind.get(kind, 0), config.seed)
+        train += _sample([r for r in records if _group(r) not in held], config.per_kind.get(kind), config.seed)
 
     reference = [r for spec in config.exclude for r in load_source(spec, config.seed)] + heldout
     leaks = find_leaks(train, reference) if reference else {}

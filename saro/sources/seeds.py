@@ -10,7 +10,7 @@ from saro.sources.files import read_yaml, require
 
 
 def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
-    """Expand every contrast action through every frame; `meta.group` names the action so splits keep it whole.
+    """Expand every contrast action through every frame; `meta.group` names the trigger so splits keep it whole.
 
     Contrast records carry `meta.harm` or `meta.why`: the harmful or harmless reading of the shared trigger word,
     which the reasoning's intent step states.
@@ -36,23 +36,15 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
         where = f"{file}: contrast[{i}]"
         trigger, category = require(group, "trigger", where), require(group, "category", where)
         harm, why = require(group, "harm", where), require(group, "why", where)
-        for action in require(group, "harmful", where):
-            for frame in frames:
-                add(
-                    frame.format(action=action), "harmful", category, action, trigger=trigger, action=action, harm=harm
-                )
-        for action in require(group, "benign", where):
-            for frame in frames:
-                add(
-                    frame.format(action=action),
-                    "borderline_benign",
-                    "none",
-                    action,
-                    trigger=trigger,
-                    action=action,
-                    why=why,
-                    near_category=category,
-                )
+        group_id = f"trigger:{trigger}"  # splits keep a trigger's harmful and harmless sides together
+        sides = [
+            ("harmful", category, {"harm": harm}),
+            ("borderline_benign", "none", {"why": why, "near_category": category}),
+        ]
+        for kind, label, readings in sides:
+            for action in require(group, "harmful" if kind == "harmful" else "benign", where):
+                for frame in frames:
+                    add(frame.format(action=action), kind, label, group_id, trigger=trigger, action=action, **readings)
     for i, group in enumerate(data.get("safe_contexts", [])):
         why = require(group, "why", f"{file}: safe_contexts[{i}]")
         for prompt in require(group, "prompts", f"{file}: safe_contexts[{i}]"):
