@@ -8,6 +8,7 @@ rates. The full suites, judges and report come with `saro report`; this is the q
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,6 @@ class EvalConfig:
 
 def run_eval(config: EvalConfig) -> dict:
     """Generate on every prompt (skipping those already in `output`) and return refusal rates per kind."""
-    import random
-
     started = time.time()
     prompts = [r for f in config.prompts_files for r in read_prompts(f)]
     prompts += [r for spec in config.sources for r in load_source(spec, config.seed)]
