@@ -203,12 +203,17 @@ def read_section(path: str | Path | None, section: str, known_sections: typing.I
     return data, _Source(path, lines)
 
 
+def read_config_data(path, section: str, overrides: typing.Sequence[str], sections) -> tuple[dict, _Source]:
+    """A section's mapping with `key=value` overrides applied (default < file < flag), and where it came from."""
+    data, source = read_section(path, section, sections or (section,))
+    return merge_mappings(data, parse_overrides(overrides)), source
+
+
 def load_config(
     cls: type[T], path: str | Path | None, section: str, overrides: typing.Sequence[str] = (), sections=()
 ) -> T:
     """Load stage config `cls` from `section` of a YAML file plus `key=value` overrides."""
-    data, source = read_section(path, section, sections or (section,))
-    return build_dataclass(cls, merge_mappings(data, parse_overrides(overrides)), source)
+    return build_dataclass(cls, *read_config_data(path, section, overrides, sections))
 
 
 def split_trl_keys(

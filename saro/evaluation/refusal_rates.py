@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from saro.config import to_plain
 from saro.evaluation.generate import generate_batched
-from saro.evaluation.refusal import classify_refusal
+from saro.evaluation.refusal import is_refusal
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.records import (
     KINDS,
@@ -34,8 +34,8 @@ from saro.sources import SourceSpec, load_source
 
 @dataclass
 class EvalConfig:
-    """Quick refusal evaluation: `model`, prompts from `prompts_files` and `sources` (with `kind` overrides
-    impossible: kinds come from the sets), `per_kind` prompts at most, generation `max_new_tokens`, `batch_size`."""
+    """Quick refusal evaluation: `model`, prompts from `prompts_files` and `sources` (kinds come from the sets),
+    `per_kind` prompts at most, generation `max_new_tokens`, `batch_size`."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model to evaluate."})
     prompts_files: list[Path] = field(default_factory=list, metadata={"help": "Prompt-record JSONL files."})
@@ -63,22 +63,22 @@ def run_eval(config: EvalConfig) -> dict:
         if batches:
             model, tokenizer = load_model(config.model), load_tokenizer(config.model)
             for positions in tqdm(batches, desc="eval", unit="batch"):
-                batch = [chosen[i] for i in positions]
                 outputs = generate_batched(
                     model,
                     tokenizer,
-                    [[{"role": "user", "content": r.prompt}] for r in batch],
+                    [[{"role": "user", "content": chosen[i].prompt}] for i in positions],
                     config.max_new_tokens,
-                    len(batch),
+                    len(positions),
                     desc="",
                 )
-                for record, out in zip(batch, outputs):
-                    if stable_id(config.model, record.id) in writer.done_ids:
+                for i, out in zip(positions, outputs):
+                    if ids[i] in writer.done_ids:
                         continue
+                    record = chosen[i]
                     reasoning, answer = split_response(out.text)
                     writer.write(
                         {
-                            "id": stable_id(config.model, record.id),
+                            "id": ids[i],
                             "prompt_id": record.id,
                             "model": config.model,
                             "response": out.text,
@@ -93,7 +93,7 @@ def run_eval(config: EvalConfig) -> dict:
                             },
                         }
                     )
-    rates = refusal_rates(config.output, {stable_id(config.model, r.id) for r in chosen})
+    rates = refusal_rates(config.output, set(ids))
     write_manifest(
         config.output, {"config": to_plain(config), "rates": rates, "seconds": round(time.time() - started)}
     )
@@ -108,7 +108,7 @@ def refusal_rates(path: Path, ids: set[str]) -> dict:
             continue
         row = rows.setdefault(g["meta"]["kind"], {"n": 0, "refused": 0, "reasoned": 0, "truncated": 0})
         row["n"] += 1
-        row["refused"] += classify_refusal(g["answer"]) != "full_compliance"
+        row["refused"] += is_refusal(g["answer"])
         row["reasoned"] += g["reasoning"] is not None
         row["truncated"] += g["truncated"]
     return {

@@ -7,14 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saro.config import (
-    build_dataclass,
-    merge_mappings,
-    parse_overrides,
-    read_section,
-    split_trl_keys,
-    to_plain,
-)
+from saro.config import build_dataclass, read_config_data, split_trl_keys, to_plain
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +63,7 @@ def cpu_safe_defaults() -> dict:
 
 def load_training_config(saro_cls, trl_cls, path, section: str, overrides, sections):
     """Load saro's dataclass and TRL's config from one section: saro keys to ours, TRL keys to theirs."""
-    data, source = read_section(path, section, sections)
-    data = merge_mappings(data, parse_overrides(overrides))
+    data, source = read_config_data(path, section, overrides, sections)
     ours, theirs = split_trl_keys(data, saro_cls, trl_cls, source)
     saro_config = build_dataclass(saro_cls, ours, source)
     trl_kwargs = {**cpu_safe_defaults(), **theirs}

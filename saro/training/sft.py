@@ -11,12 +11,13 @@ otherwise by handing TRL prompt/completion pairs.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from saro.errors import ConfigError
+from saro.errors import DataError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.records import read_jsonl
 from saro.training.common import LoraSettings, last_checkpoint, save_final
@@ -44,12 +45,12 @@ def load_sft_records(path: Path) -> list[dict]:
             or not messages
             or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages)
         ):
-            raise ConfigError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
+            raise DataError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
         if messages[-1].get("role") != "assistant":
-            raise ConfigError(f"{where}: field 'messages' must end with an assistant turn")
+            raise DataError(f"{where}: field 'messages' must end with an assistant turn")
         records.append({"messages": messages})
     if not records:
-        raise ConfigError(f"{path}: no training records")
+        raise DataError(f"{path}: no training records")
     return records
 
 
@@ -87,7 +88,7 @@ def run_sft(config: SFTStageConfig, trl_config) -> Path:
             trl_config.max_length,
             truncation["truncated_tokens"],
         )
-    if "generation" in (tokenizer.chat_template or ""):
+    if re.search(r"\{%-?\s*generation\s*-?%\}", tokenizer.chat_template or ""):
         trl_config.assistant_only_loss = True
         dataset = Dataset.from_list(records)
     else:  # no generation markers: prompt/completion pairs make TRL mask the prompt instead
