@@ -10,7 +10,7 @@ from pathlib import Path
 
 from saro.errors import SaroError
 
-SECTIONS = ("synth_rw", "train_rw", "eval")
+SECTIONS = ("synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval")
 
 
 def _print_table(title: str, rows: dict, columns: list[str]) -> None:
@@ -34,30 +34,93 @@ def cmd_model(args) -> int:
     return 0
 
 
-def cmd_synth(args) -> int:
-    from saro.config import load_config
-    from saro.synthesis import RWSynthesisConfig, run_rw_synthesis
-
-    config = load_config(RWSynthesisConfig, args.config, "synth_rw", args.overrides, SECTIONS)
-    stats = run_rw_synthesis(config)
+def report_rw_synthesis(stats: dict, output) -> None:
+    stats = dict(stats)
     seconds = stats.pop("seconds")
     _print_table("RW synthesis", stats, ["kept", "rejected", "reasoning_tokens", "answer_tokens"])
     kept = sum(r["kept"] for r in stats.values())
-    print(f"synth rw: {kept} records -> {config.output} in {seconds:.0f}s")
+    print(f"synth rw: {kept} records -> {output} in {seconds:.0f}s")
+
+
+SRPO_COLUMNS = ["prompts", "traces", "right_traces", "pp", "op", "chosen_step", "rejected_step", "rejected_never"]
+
+
+def report_srpo_synthesis(stats: dict, output) -> None:
+    for split in ("train", "heldout"):
+        if split in stats:
+            _print_table(f"SRPO pairs ({split}): stance step in chosen vs rejected", stats[split], SRPO_COLUMNS)
+    splits = [split for split in ("train", "heldout") if split in stats]
+    pairs = {split: stats[split]["all"]["pp"] + stats[split]["all"]["op"] for split in splits}
+    print(f"synth srpo: {pairs} pairs -> {output} in {stats['seconds']:.0f}s")
+
+
+def report_training(stage: str, path) -> None:
+    import json
+
+    info = json.loads((path / "saro_training.json").read_text())
+    print(f"train {stage}: model -> {path} in {info['seconds']:.0f}s")
+    if info.get("margins"):
+        for name, points in info["margins"].items():
+            if name.startswith("eval") and points:
+                last = points[-1]
+                print(
+                    f"  {name}: reward margin {last.get('rewards/margins', 0):+.3f}, "
+                    f"accuracy {last.get('rewards/accuracies', 0):.2f} at step {last['step']}"
+                )
+        print(f"  margin plot: {info['margin_plot']}")
+
+
+def cmd_synth(args) -> int:
+    from saro.config import load_config
+    from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig, run_rw_synthesis, run_srpo_synthesis
+
+    if args.stage == "rw":
+        config = load_config(RWSynthesisConfig, args.config, "synth_rw", args.overrides, SECTIONS)
+        report_rw_synthesis(run_rw_synthesis(config), config.output)
+    else:
+        config = load_config(SRPOSynthesisConfig, args.config, "synth_srpo", args.overrides, SECTIONS)
+        report_srpo_synthesis(run_srpo_synthesis(config), config.output)
     return 0
 
 
 def cmd_train(args) -> int:
-    from trl import SFTConfig
+    from saro.training import load_training_config
 
-    from saro.training import SFTStageConfig, load_training_config, run_sft
+    if args.stage == "rw":
+        from trl import SFTConfig
 
-    config, trl_config = load_training_config(
-        SFTStageConfig, SFTConfig, args.config, "train_rw", args.overrides, SECTIONS
-    )
+        from saro.training import SFTStageConfig, run_sft
+
+        config, trl_config = load_training_config(
+            SFTStageConfig, SFTConfig, args.config, "train_rw", args.overrides, SECTIONS
+        )
+        report_training("rw", run_sft(config, trl_config))
+    else:
+        from trl import DPOConfig
+
+        from saro.training import DPOStageConfig, run_dpo
+
+        config, trl_config = load_training_config(
+            DPOStageConfig, DPOConfig, args.config, "train_srpo", args.overrides, SECTIONS
+        )
+        report_training("srpo", run_dpo(config, trl_config))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from saro.pipeline import run_pipeline
+
+    def report(stage: str, result) -> None:
+        if stage == "synth_rw":
+            report_rw_synthesis(result, "RW data")
+        elif stage == "synth_srpo":
+            report_srpo_synthesis(result, "SRPO pairs")
+        else:
+            report_training(stage.split("_")[1], result)
+
     started = time.time()
-    path = run_sft(config, trl_config)
-    print(f"train rw: model -> {path} in {time.time() - started:.0f}s")
+    timings = run_pipeline(args.config, args.overrides, args.redo_changed, report=report)
+    print(f"saro run: {timings}; total {time.time() - started:.0f}s")
     return 0
 
 
@@ -100,17 +163,28 @@ def build_parser() -> argparse.ArgumentParser:
     stage(
         "synth",
         cmd_synth,
-        "Synthesize training data (rw: reasoning chains with a teacher).",
-        "saro synth rw --config configs/demo.yaml samples=2",
-        ("rw",),
+        "Synthesize training data (rw: reasoning chains with a teacher; srpo: stepwise preference pairs).",
+        "saro synth srpo --config configs/demo.yaml samples=4",
+        ("rw", "srpo"),
     )
     stage(
         "train",
         cmd_train,
-        "Train a stage (rw: SFT on reasoning chains).",
-        "saro train rw --config configs/demo.yaml num_train_epochs=2",
-        ("rw",),
+        "Train a stage (rw: SFT on reasoning chains; srpo: DPO on preference pairs).",
+        "saro train srpo --config configs/demo.yaml beta=0.2 pair_types=[pp]",
+        ("rw", "srpo"),
     )
+    run = commands.add_parser(
+        "run",
+        help="Run RW synthesis, RW training, SRPO synthesis and SRPO training; finished stages are skipped.",
+        epilog="example: saro run configs/demo.yaml train_srpo.beta=0.2",
+    )
+    run.add_argument("config", type=Path, help="YAML config with synth_rw, train_rw, synth_srpo, train_srpo.")
+    run.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE", help="Override config keys.")
+    run.add_argument(
+        "--redo-changed", action="store_true", help="Delete and redo stages whose config changed (and later ones)."
+    )
+    run.set_defaults(func=cmd_run)
     stage(
         "eval",
         cmd_eval,
@@ -121,7 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # KEY=VALUE overrides may follow --config; argparse alone would reject them there.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if "=" not in e or e.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

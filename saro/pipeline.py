@@ -1,0 +1,155 @@
+"""`saro run CONFIG`: RW synthesis, RW training, SRPO synthesis and SRPO training, in order, resumably.
+
+Each stage's section (after overrides) is hashed together with the hash of the stage before it, and recorded in
+`saro-run.json` beside the RW data. A stage whose hash matches a finished record and whose outputs exist is
+skipped; an unfinished one is run again and resumes from its own partial outputs (synthesis from its JSONL files,
+training from its last checkpoint). A stage whose config changed refuses to mix old and new outputs unless
+`redo_changed` is set, which deletes that stage's outputs and those of every later stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from saro.config import config_hash, parse_overrides, read_config_data
+from saro.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STAGES = ("synth_rw", "train_rw", "synth_srpo", "train_srpo")
+STATE_FILE = "saro-run.json"
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[], object]
+    outputs: list[Path]
+
+
+def split_run_overrides(overrides: list[str], sections) -> dict[str, list[str]]:
+    """`train_srpo.beta=0.2` -> {"train_srpo": ["beta=0.2"]}; every override must name a section."""
+    routed: dict[str, list[str]] = {s: [] for s in sections}
+    for item in overrides:
+        section, _, rest = item.partition(".")
+        if section not in routed or not rest:
+            raise ConfigError(f"override {item!r}: saro run needs SECTION.KEY=VALUE, sections: {', '.join(sections)}")
+        routed[section].append(rest)
+    parse_overrides(sum(routed.values(), []))  # fail early on malformed values
+    return routed
+
+
+def build_stages(path: Path, routed: dict[str, list[str]], sections) -> list[Stage]:
+    """Load and validate every stage's config before anything runs, so a typo fails in seconds, not after RW."""
+    from trl import DPOConfig, SFTConfig
+
+    from saro.config import load_config
+    from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig, run_rw_synthesis, run_srpo_synthesis
+    from saro.synthesis.srpo import sidecar
+    from saro.training import DPOStageConfig, SFTStageConfig, load_training_config, run_dpo, run_sft
+
+    rw = load_config(RWSynthesisConfig, path, "synth_rw", routed["synth_rw"], sections)
+    sft, sft_args = load_training_config(SFTStageConfig, SFTConfig, path, "train_rw", routed["train_rw"], sections)
+    srpo = load_config(SRPOSynthesisConfig, path, "synth_srpo", routed["synth_srpo"], sections)
+    dpo, dpo_args = load_training_config(DPOStageConfig, DPOConfig, path, "train_srpo", routed["train_srpo"], sections)
+    links = [
+        ("train_rw.data", sft.data, "synth_rw.output", rw.output),
+        ("synth_srpo.model", srpo.model, "train_rw.output_dir", sft_args.output_dir),
+        ("train_srpo.model", dpo.model, "train_rw.output_dir", sft_args.output_dir),
+        ("train_srpo.data", dpo.data, "synth_srpo.output", srpo.output),
+    ]
+    for name, value, source_name, source in links:
+        if Path(str(value)) != Path(str(source)):
+            raise ConfigError(f"{path}: {name} is {value} but {source_name} is {source}; saro run chains them")
+    rw_folder = rw.output.parent
+    srpo_files = [
+        f(out)
+        for out in (srpo.output, srpo.heldout_output)
+        for f in (lambda o: o, lambda o: sidecar(o, "traces"), lambda o: sidecar(o, "prompts"), _manifest)
+    ]
+    return [
+        Stage(
+            "synth_rw",
+            lambda: run_rw_synthesis(rw),
+            [rw.output, rw.output.with_name(rw.output.stem + ".rejects.jsonl"), _manifest(rw.output)]
+            + ([] if rw.prompts_file else [rw_folder / "prompts.train.jsonl", rw_folder / "prompts.heldout.jsonl"]),
+        ),
+        Stage("train_rw", lambda: run_sft(sft, sft_args), [Path(sft_args.output_dir)]),
+        Stage("synth_srpo", lambda: run_srpo_synthesis(srpo), srpo_files),
+        Stage("train_srpo", lambda: run_dpo(dpo, dpo_args), [Path(dpo_args.output_dir)]),
+    ]
+
+
+def _manifest(path: Path) -> Path:
+    return path.with_name(path.name + ".manifest.json")
+
+
+def _finished(stage: Stage) -> bool:
+    first = stage.outputs[0]
+    return first.is_dir() and (first / "saro_training.json").exists() or _manifest(first).exists()
+
+
+def run_pipeline(path: Path, overrides: list[str], redo_changed: bool = False, echo=print, report=None) -> dict:
+    """Run the four stages of `path`; returns {stage: seconds or "skipped"}. `report(stage, result)` shows what
+    a stage returned (statistics, model folder)."""
+    sections = (*STAGES, "eval")
+    routed = split_run_overrides(overrides, sections)
+    stages = build_stages(path, routed, sections)
+    hashes, upstream = {}, ""
+    for stage in stages:
+        data, _ = read_config_data(path, stage.name, routed[stage.name], sections)
+        upstream = hashes[stage.name] = config_hash({"stage": stage.name, "config": data, "upstream": upstream})
+    state_path = stages[0].outputs[0].parent / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    changed = [s for s in stages if s.name in state and state[s.name]["hash"] != hashes[s.name]]
+    if changed and not redo_changed:
+        first = changed[0]
+        raise ConfigError(
+            f"{path}: stage {first.name} changed since its outputs were made ({', '.join(map(str, first.outputs[:2]))}"
+            "); rerun with --redo-changed to delete them and the later stages' outputs, or set new output paths"
+        )
+    if changed:
+        for stage in stages[stages.index(changed[0]) :]:
+            _delete(stage.outputs)
+            state.pop(stage.name, None)
+    timings: dict[str, object] = {}
+    for stage in stages:
+        record = state.get(stage.name)
+        if record and record.get("done") and _finished(stage):
+            echo(f"saro run: {stage.name}: done earlier with this config, skipped")
+            timings[stage.name] = "skipped"
+            continue
+        echo(f"saro run: {stage.name}: {'resuming' if record else 'starting'}")
+        state[stage.name] = {"hash": hashes[stage.name], "done": False, "started": time.time()}
+        _save(state_path, state)
+        started = time.time()
+        result = stage.run()
+        if report:
+            report(stage.name, result)
+        timings[stage.name] = round(time.time() - started, 1)
+        state[stage.name] |= {"done": True, "seconds": timings[stage.name]}
+        _save(state_path, state)
+        echo(f"saro run: {stage.name}: finished in {timings[stage.name]:.0f}s")
+    return timings
+
+
+def _delete(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _save(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

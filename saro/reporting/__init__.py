@@ -1,0 +1,1 @@
+"""Reporting: plots and tables from training logs and evaluation results."""

@@ -1,0 +1,215 @@
+"""Safety-oriented Reasoning Process Optimization (SRPO) training: DPO on the SRPO pairs, via TRL's DPOTrainer.
+
+Input: DPO JSONL (`prompt` / `chosen` / `rejected`, from `saro synth srpo`) and held-out pairs. The RW model is
+both the starting point and the reference (LoRA: the adapters switched off; full fine-tuning: an explicit copy,
+or reference log-probs precomputed once). `max_length` is set from the data (capped by the configured value), and
+pairs longer than the cap are counted and reported, because TRL truncates them silently. Reward margins and
+accuracies are evaluated on held-out pairs and on a sample of training pairs during training, and plotted.
+
+    saro train srpo --config configs/demo.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from saro.errors import DataError
+from saro.preference.pairs import PAIR_TYPES
+from saro.records import read_jsonl
+from saro.training.common import LoraSettings, last_checkpoint, save_final
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DPOStageConfig(LoraSettings):
+    """SRPO training settings: `model` (the RW model: start and reference), `data`, `eval_data` (held-out pairs),
+    `pair_types` (ablation: [pp], [op] or both), `max_pairs` (balanced sub-sample), margin evaluation
+    (`eval_train_pairs`, `eval_points`) and LoRA options; every TRL `DPOConfig` field (beta, learning_rate,
+    precompute_ref_log_probs, max_length, output_dir, ...) is accepted in the same section."""
+
+    model: str = field(default="runs/demo/rw-model", metadata={"help": "RW model: policy start and reference."})
+    data: Path = field(default=Path("runs/demo/srpo.jsonl"), metadata={"help": "DPO pairs JSONL."})
+    eval_data: Path | None = field(
+        default=Path("runs/demo/srpo.heldout.jsonl"), metadata={"help": "Held-out pairs for margins (or null)."}
+    )
+    pair_types: list[str] = field(default_factory=lambda: list(PAIR_TYPES), metadata={"help": "pp, op or both."})
+    max_pairs: int | None = field(default=None, metadata={"help": "Train on at most this many pairs (balanced)."})
+    eval_train_pairs: int = field(default=32, metadata={"help": "Training pairs re-evaluated for the margin curve."})
+    eval_points: int = field(default=4, metadata={"help": "Margin evaluations during training (0: end only)."})
+    seed: int = field(default=0, metadata={"help": "Seed for sub-sampling pairs."})
+    DEFAULT_OUTPUT_DIR: ClassVar[str] = "runs/demo/srpo-model"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.pair_types) - set(PAIR_TYPES)
+        if unknown or not self.pair_types:
+            raise ValueError(f"pair_types must be a non-empty subset of {list(PAIR_TYPES)}, got {self.pair_types}")
+
+
+def load_pairs(path: Path, pair_types: list[str] | None = None) -> list[dict]:
+    """Read DPO pairs, checking the three text fields; pairs of other types (meta.pair_type) are left out."""
+    pairs = []
+    for where, record in read_jsonl(path, required=("prompt", "chosen", "rejected")):
+        for name in ("prompt", "chosen", "rejected"):
+            if not isinstance(record[name], str) or (name != "prompt" and not record[name].strip()):
+                raise DataError(f"{where}: field '{name}' must be a non-empty string")
+        pair_type = (record.get("meta") or {}).get("pair_type")
+        if pair_types is None or pair_type is None or pair_type in pair_types:
+            pairs.append(record)
+    if not pairs:
+        raise DataError(f"{path}: no pairs of types {pair_types}")
+    return pairs
+
+
+def _group(pair: dict) -> tuple:
+    meta = pair.get("meta") or {}
+    return meta.get("kind"), meta.get("pair_type")
+
+
+def balanced_subset(pairs: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most `limit` pairs, taken round-robin over (kind, pair type) groups so no group crowds out the others."""
+    if not limit or len(pairs) <= limit:
+        return pairs
+    groups: dict[tuple, list[dict]] = {}
+    for pair in pairs:
+        groups.setdefault(_group(pair), []).append(pair)
+    rng = random.Random(seed)
+    for members in groups.values():
+        rng.shuffle(members)
+    chosen: list[dict] = []
+    while len(chosen) < limit:
+        for key in sorted(groups, key=str):
+            if groups[key] and len(chosen) < limit:
+                chosen.append(groups[key].pop())
+    return chosen
+
+
+def pair_lengths(pairs: list[dict], tokenizer) -> list[int]:
+    """Tokens of the longer side of each pair (prompt + completion + end-of-turn), as TRL will see it."""
+    eos = tokenizer.eos_token or ""
+    lengths = []
+    for pair in pairs:
+        sides = (pair["prompt"] + pair["chosen"] + eos, pair["prompt"] + pair["rejected"] + eos)
+        lengths.append(max(len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in sides))
+    return lengths
+
+
+def fit_max_length(lengths: list[int], cap: int | None) -> tuple[int, dict]:
+    """`max_length` from the data: the longest pair, or `cap` when pairs are longer; counts what gets cut."""
+    longest = max(lengths)
+    max_length = min(longest, cap) if cap else longest
+    over = [n - max_length for n in lengths if n > max_length]
+    return max_length, {
+        "pairs": len(lengths),
+        "max_tokens": longest,
+        "max_length": max_length,
+        "truncated_pairs": len(over),
+        "truncated_tokens": sum(over),
+    }
+
+
+def _strip(pairs: list[dict]) -> list[dict]:
+    return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+
+
+def build_trainer(config: DPOStageConfig, trl_config):
+    """The configured DPOTrainer (datasets tokenized, reference log-probs precomputed if asked) and what was
+    measured on the data on the way: pair counts and truncation."""
+    import torch
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from saro.models import load_model, load_tokenizer
+
+    train_pairs = balanced_subset(load_pairs(config.data, config.pair_types), config.max_pairs, config.seed)
+    heldout = load_pairs(config.eval_data, config.pair_types) if config.eval_data else []
+    tokenizer = load_tokenizer(config.model, padding_side="right")
+    if tokenizer.eos_token is None:
+        raise DataError(f"{config.model}: the tokenizer has no eos_token to end completions with")
+    lengths = pair_lengths(train_pairs + heldout, tokenizer)
+    trl_config.max_length, truncation = fit_max_length(lengths, trl_config.max_length)
+    if truncation["truncated_pairs"]:
+        log.warning(
+            "%d of %d pairs exceed max_length=%d and will be truncated (%d tokens lost)",
+            truncation["truncated_pairs"],
+            truncation["pairs"],
+            trl_config.max_length,
+            truncation["truncated_tokens"],
+        )
+    eval_sets = {}
+    if heldout:
+        eval_sets["heldout"] = Dataset.from_list(_strip(heldout))
+    if config.eval_train_pairs:
+        sample = random.Random(config.seed).sample(train_pairs, min(config.eval_train_pairs, len(train_pairs)))
+        eval_sets["train"] = Dataset.from_list(_strip(sample))
+    steps_per_epoch = math.ceil(
+        len(train_pairs) / (trl_config.per_device_train_batch_size * trl_config.gradient_accumulation_steps)
+    )
+    total_steps = trl_config.max_steps if trl_config.max_steps > 0 else steps_per_epoch * trl_config.num_train_epochs
+    if eval_sets and config.eval_points and trl_config.eval_strategy == "no":
+        trl_config.eval_strategy = "steps"
+        trl_config.eval_steps = max(1, math.ceil(total_steps / config.eval_points))
+
+    torch.manual_seed(trl_config.seed)
+    model = load_model(config.model)
+    model.train()
+    peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
+    # Full fine-tuning needs a frozen copy as reference unless its log-probs are precomputed before training.
+    ref_model = None if config.lora or trl_config.precompute_ref_log_probs else load_model(config.model)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=trl_config,
+        train_dataset=Dataset.from_list(_strip(train_pairs)),
+        eval_dataset=eval_sets or None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    kinds = Counter("/".join(map(str, _group(p))) for p in train_pairs)
+    return trainer, {"pairs": dict(sorted(kinds.items())), "heldout_pairs": len(heldout), "truncation": truncation}
+
+
+def run_dpo(config: DPOStageConfig, trl_config) -> Path:
+    """Train `config.model` with DPO on `config.data`; returns the saved model folder."""
+    from saro.reporting.plots import margin_history, plot_margins
+
+    started = time.time()
+    trainer, data_info = build_trainer(config, trl_config)
+    checkpoint = last_checkpoint(trl_config.output_dir)
+    start_metrics = {}
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    elif "heldout" in (trainer.eval_dataset or {}):  # the reference itself: reward margin 0; log-probs differ
+        start_metrics = trainer.evaluate(eval_dataset="heldout", metric_key_prefix="eval_heldout")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    step = trainer.state.global_step
+    if trainer.eval_dataset and not any(
+        e.get("step") == step and "eval_rewards/margins" in e for e in trainer.state.log_history
+    ):
+        trainer.evaluate()  # the curve must end at the trained model
+    # step 0 is the RW model itself (the reference): margin 0 by definition, the curve starts there
+    start = [{**start_metrics, "step": 0}] if start_metrics else []
+    margins = margin_history(start + trainer.state.log_history)
+    plot_path = plot_margins(margins, Path(trl_config.output_dir) / "margins.png", title=f"SRPO: {config.model}")
+    info = {
+        "stage": "srpo_dpo",
+        "config": config,
+        "trl": trl_config.to_dict(),
+        **data_info,
+        "resumed_from": checkpoint,
+        "start": start_metrics,
+        "margins": margins,
+        "margin_plot": str(plot_path),
+        "metrics": result.metrics,
+        "log_history": trainer.state.log_history,
+        "seconds": round(time.time() - started, 1),
+    }
+    tokenizer = trainer.processing_class
+    return save_final(trainer, tokenizer, trl_config.output_dir, config.lora and config.merge_lora, info)

@@ -1,0 +1,202 @@
+"""SRPO on the tiny model: DPO training through the wrapper, and `saro run` killed during SRPO synthesis."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from saro.cli.main import main
+from saro.config import load_config
+from saro.errors import ConfigError
+from saro.models import load_tokenizer
+from saro.training.common import load_training_config
+from saro.training.dpo import DPOStageConfig, build_trainer, fit_max_length, load_pairs, pair_lengths
+
+ANSWER = "<think>\n1. Request: q.\n2. Intent: harmless.\n3. Decision: answer.\n</think>\n\n"
+
+
+def _pairs_file(path: Path, n: int, long_every: int = 0) -> Path:
+    rows = []
+    for i in range(n):
+        prompt = f"<|im_start|>user\nQuestion {i}?<|im_end|>\n<|im_start|>assistant\n<think>\n1. Request: q.\n"
+        chosen = f"2. Intent: harmless.\n3. Decision: answer.\n</think>\n\nAnswer {i}."
+        rejected = "2. Intent: harmful.\n3. Decision: refuse.\n</think>\n\nI can't help." + (
+            " Sorry." * 40 if long_every and i % long_every == 0 else ""
+        )
+        kind = ("pp", "op")[i % 2]
+        meta = {"prompt_id": str(i), "kind": "borderline_benign", "pair_type": kind}
+        rows.append({"id": f"p{i}", "prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": meta})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _dpo_args(tiny_model, tmp_path, *extra):
+    return [
+        f"model={tiny_model}",
+        f"data={_pairs_file(tmp_path / 'pairs.jsonl', 12, long_every=4)}",
+        f"eval_data={_pairs_file(tmp_path / 'heldout.jsonl', 4)}",
+        f"output_dir={tmp_path / 'srpo-model'}",
+        "per_device_train_batch_size=4",
+        "per_device_eval_batch_size=4",
+        "learning_rate=0.01",
+        "eval_train_pairs=4",
+        "logging_steps=1",
+        *extra,
+    ]
+
+
+def test_trainer_sees_each_completion_end_with_one_end_token(tmp_path, tiny_model):
+    config, trl_config = load_training_config(
+        DPOStageConfig, __import__("trl").DPOConfig, None, "train_srpo", _dpo_args(tiny_model, tmp_path), ()
+    )
+    trainer, info = build_trainer(config, trl_config)
+    eos = trainer.processing_class.eos_token_id
+    for row in trainer.train_dataset:
+        for side in ("chosen_ids", "rejected_ids"):
+            assert row[side][-1] == eos and row[side].count(eos) == 1
+    assert info["pairs"] == {"borderline_benign/op": 6, "borderline_benign/pp": 6}
+
+
+def test_max_length_follows_the_data_and_truncation_is_counted():
+    assert fit_max_length([10, 30, 20], None) == (30, {**fit_max_length([10, 30, 20], None)[1], "truncated_pairs": 0})
+    length, report = fit_max_length([10, 30, 20, 50], 25)
+    assert length == 25 and report["truncated_pairs"] == 2 and report["truncated_tokens"] == 5 + 25
+
+
+def test_dpo_trains_plots_margins_and_reports_truncation(tmp_path, tiny_model):
+    args = _dpo_args(tiny_model, tmp_path, "max_steps=3", "eval_points=1")
+    pairs = load_pairs(tmp_path / "pairs.jsonl") + load_pairs(tmp_path / "heldout.jsonl")
+    lengths = pair_lengths(pairs, load_tokenizer(tiny_model))
+    cap = max(n for n, p in zip(lengths, pairs) if "Sorry" not in p["rejected"])
+    assert main(["train", "srpo", *args, f"max_length={cap}"]) == 0
+    out = tmp_path / "srpo-model"
+    info = json.loads((out / "saro_training.json").read_text())
+    report = info["truncation"]
+    assert report["max_length"] == cap and report["truncated_pairs"] == 3  # the 3 long rejected sides of 16
+    assert (out / "margins.png").stat().st_size > 10_000
+    assert {"eval: heldout", "eval: train", "train (batches)"} <= set(info["margins"])
+    assert info["margins"]["eval: heldout"][-1]["step"] == 3
+    assert info["start"]["eval_heldout_loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at step 0
+    before, after = AutoModelForCausalLM.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(out)
+    assert not torch.equal(before.lm_head.weight, after.lm_head.weight)
+
+
+def test_pair_type_ablation_and_bad_pairs(tmp_path):
+    data = _pairs_file(tmp_path / "pairs.jsonl", 6)
+    assert {p["meta"]["pair_type"] for p in load_pairs(data, ["pp"])} == {"pp"}
+    lines = data.read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["chosen"] = ""
+    lines[2] = json.dumps(bad)
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match=r"pairs.jsonl:3: field 'chosen'"):
+        load_pairs(data)
+    with pytest.raises(ConfigError, match="pair_types must be"):
+        load_config(DPOStageConfig, None, "train_srpo", ["pair_types=[xx]"])
+
+
+def _run_config(tmp_path: Path, tiny_model: Path) -> Path:
+    run = tmp_path / "run"
+    config = f"""
+synth_rw:
+  model: {tiny_model}
+  output: {run}/rw.jsonl
+  samples: 1
+  batch_size: 16
+  teacher: {{kind: offline, answer_max_tokens: 6}}
+  prompts:
+    sources: [{{name: seeds}}]
+    per_kind: {{harmful: 16, borderline_benign: 16, general: 4}}
+    jailbreak_count: 4
+    heldout_per_kind: {{harmful: 2, borderline_benign: 2}}
+    heldout_per_group: 1
+train_rw:
+  model: {tiny_model}
+  data: {run}/rw.jsonl
+  output_dir: {run}/rw-model
+  max_steps: 2
+  per_device_train_batch_size: 4
+synth_srpo:
+  model: {run}/rw-model
+  output: {run}/srpo.jsonl
+  prompts_file: {run}/prompts.train.jsonl
+  heldout_prompts_file: {run}/prompts.heldout.jsonl
+  samples: 2
+  max_new_tokens: 40
+  batch_size: 2
+  answer_model: {tiny_model}
+  teacher: {{kind: offline, answer_max_tokens: 6}}
+train_srpo:
+  model: {run}/rw-model
+  data: {run}/srpo.jsonl
+  eval_data: {run}/srpo.heldout.jsonl
+  output_dir: {run}/srpo-model
+  max_steps: 2
+  per_device_train_batch_size: 2
+  eval_train_pairs: 2
+  eval_points: 1
+"""
+    path = tmp_path / "run.yaml"
+    path.write_text(config)
+    return path
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_killed_run_resumes_srpo_without_redoing_rw_or_duplicating_pairs(tmp_path, tiny_model):
+    config = _run_config(tmp_path, tiny_model)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "saro.cli.main", "run", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    finished = run / "srpo.prompts.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None and len(_lines(finished)) < 2:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    prompts = _lines(run / "prompts.train.jsonl")
+    done_before = len(_lines(finished))
+    assert 2 <= done_before < len(prompts), "the kill must land during SRPO synthesis"
+    rw_trained = (run / "rw-model" / "saro_training.json").stat().st_mtime
+
+    result = subprocess.run(
+        [sys.executable, "-m", "saro.cli.main", "run", str(config)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "synth_rw: done earlier with this config, skipped" in result.stdout
+    assert "train_rw: done earlier with this config, skipped" in result.stdout
+    assert (run / "rw-model" / "saro_training.json").stat().st_mtime == rw_trained
+    assert len(_lines(finished)) == len(prompts)
+
+    resumed = _lines(run / "srpo.jsonl")
+    assert resumed and len({p["id"] for p in resumed}) == len(resumed)
+    fresh = tmp_path / "fresh" / "srpo.jsonl"  # the same synthesis, uninterrupted
+    assert main(["synth", "srpo", "--config", str(config), f"output={fresh}"]) == 0
+    assert sorted(p["id"] for p in _lines(fresh)) == sorted(p["id"] for p in resumed)
+    assert (run / "srpo-model" / "margins.png").exists()
+
+    again = subprocess.run(
+        [sys.executable, "-m", "saro.cli.main", "run", str(config)], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and again.stdout.count("done earlier with this config, skipped") == 4
+    changed = subprocess.run(
+        [sys.executable, "-m", "saro.cli.main", "run", str(config), "synth_srpo.samples=3"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert changed.returncode == 2 and "stage synth_srpo changed" in changed.stderr
