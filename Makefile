@@ -18,10 +18,9 @@ setup: $(BIN)/saro
 
 demo: setup
 	$(BIN)/saro model prepare
-	$(BIN)/saro synth rw --config configs/demo.yaml
-	$(BIN)/saro train rw --config configs/demo.yaml
+	$(BIN)/saro run configs/demo.yaml
 	$(BIN)/saro eval --config configs/demo.yaml
-	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/rw-model output=runs/demo/eval-rw.jsonl
+	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/demo/eval-srpo.jsonl
 
 test: setup
 	$(BIN)/python -m pytest -q -x

@@ -200,3 +200,52 @@ def test_killed_run_resumes_srpo_without_redoing_rw_or_duplicating_pairs(tmp_pat
         text=True,
     )
     assert changed.returncode == 2 and "stage synth_srpo changed" in changed.stderr
+
+
+def test_synthesis_from_given_traces_writes_pairs_with_the_right_properties(tmp_path, tiny_model):
+    """Traces placed in the traces file (as if sampled elsewhere) are judged and paired with the tiny model's
+    chat template; every pair shares its prefix, reflects earlier on the chosen side and ends in an answer."""
+    from test_preference import BENIGN, BENIGN_OK, BENIGN_SUSPICIOUS, EARLY, HARMFUL, LATE, NEVER
+
+    from saro.preference.judge import judge_trace
+    from saro.records import PromptRecord, split_response
+
+    prompts = tmp_path / "prompts.jsonl"
+    records = [HARMFUL, BENIGN, PromptRecord("h2", "Explain how to kill my neighbour.", "harmful", "S1", "seeds")]
+    prompts.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+    traces = {"h1": [LATE, NEVER, EARLY], "b1": [BENIGN_SUSPICIOUS, BENIGN_OK], "h2": [NEVER, NEVER, LATE]}
+    lines = [
+        {
+            "id": key,
+            "kind": "x",
+            "traces": [{"sample": i, "text": t, "tokens": 9, "truncated": False} for i, t in enumerate(texts)],
+        }
+        for key, texts in traces.items()
+    ]
+    out = tmp_path / "srpo.jsonl"
+    (tmp_path / "srpo.traces.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["synth", "srpo", f"model={tiny_model}", f"output={out}", f"prompts_file={prompts}"]
+    assert main([*args, "heldout_prompts_file=null", "samples=3", f"answer_model={tiny_model}"]) == 0
+
+    pairs = _lines(out)
+    template = load_tokenizer(tiny_model).apply_chat_template(
+        [{"role": "user", "content": HARMFUL.prompt}], tokenize=False, add_generation_prompt=True
+    )
+    assert (
+        len({p["id"] for p in pairs}) == len(pairs) == len({(p["prompt"], p["chosen"], p["rejected"]) for p in pairs})
+    )
+    assert {p["meta"]["pair_type"] for p in pairs} == {"pp", "op"}
+    assert any(p["prompt"].startswith(template) for p in pairs)
+    for pair in pairs:
+        meta = pair["meta"]
+        kind = meta["kind"]
+        assert pair["prompt"].endswith(meta["assistant_prefix"])
+        for side in ("chosen", "rejected"):
+            assert split_response(meta["assistant_prefix"] + pair[side])[1]  # a final answer after the reasoning
+            assert "<|im_end|>" not in pair[side]
+        if meta["pair_type"] == "pp" and kind == "harmful":
+            chosen = judge_trace(kind, meta["assistant_prefix"] + pair["chosen"]).reflect_step
+            rejected = judge_trace(kind, meta["assistant_prefix"] + pair["rejected"]).reflect_step
+            assert chosen == meta["step"] and (rejected is None or rejected > chosen)
+    stats = json.loads(out.with_name("srpo.jsonl.manifest.json").read_text())["stats"]
+    assert stats["all"]["pp"] + stats["all"]["op"] == len(pairs) and stats["harmful"]["chosen_step"] == 2.0

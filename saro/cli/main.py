@@ -13,16 +13,18 @@ from saro.errors import SaroError
 SECTIONS = ("synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval")
 
 
-def _print_table(title: str, rows: dict, columns: list[str]) -> None:
+def _print_table(title: str, rows: dict, columns: list[str] | dict[str, str]) -> None:
+    """One row per kind; `columns` lists row keys, or maps them to shorter headers."""
     from rich.console import Console
     from rich.table import Table
 
+    headers = columns if isinstance(columns, dict) else {c: c for c in columns}
     table = Table(title=title)
     table.add_column("kind")
-    for column in columns:
-        table.add_column(column, justify="right")
+    for header in headers.values():
+        table.add_column(header, justify="right")
     for name, row in rows.items():
-        table.add_row(name, *(str(row.get(c, "")) for c in columns))
+        table.add_row(name, *(str(row.get(c, "")) for c in headers))
     Console().print(table)
 
 
@@ -42,13 +44,23 @@ def report_rw_synthesis(stats: dict, output) -> None:
     print(f"synth rw: {kept} records -> {output} in {seconds:.0f}s")
 
 
-SRPO_COLUMNS = ["prompts", "traces", "right_traces", "pp", "op", "chosen_step", "rejected_step", "rejected_never"]
+SRPO_COLUMNS = {  # stance step: the first step that sees the risk (harmful) or the harmlessness (benign)
+    "prompts": "prompts",
+    "traces": "traces",
+    "right_traces": "right",
+    "pp": "PP",
+    "op": "OP",
+    "chosen_step": "step ch.",
+    "rejected_step": "step rej.",
+    "rejected_never": "rej. never",
+}
 
 
 def report_srpo_synthesis(stats: dict, output) -> None:
     for split in ("train", "heldout"):
         if split in stats:
-            _print_table(f"SRPO pairs ({split}): stance step in chosen vs rejected", stats[split], SRPO_COLUMNS)
+            title = f"SRPO pairs ({split}); step: mean stance step in chosen / rejected, never: rejected lacks it"
+            _print_table(title, stats[split], SRPO_COLUMNS)
     splits = [split for split in ("train", "heldout") if split in stats]
     pairs = {split: stats[split]["all"]["pp"] + stats[split]["all"]["op"] for split in splits}
     print(f"synth srpo: {pairs} pairs -> {output} in {stats['seconds']:.0f}s")

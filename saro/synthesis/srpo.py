@@ -134,7 +134,7 @@ class _LazyTeacher:
 
     @property
     def name(self) -> str:
-        return self._teacher.name if self._teacher else f"{self.config.teacher.kind}"
+        return self.get().name
 
 
 def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
@@ -161,7 +161,7 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
         _run_split(split, records, batches, output, config, policy, model, tokenizer, teacher)
         stats[split] = summarize_pairs(output, sidecar(output, "prompts"))
         info = {"config": to_plain(config), "config_hash": config_hash(config), "split": split, "stats": stats[split]}
-        write_manifest(output, info | {"teacher": teacher.name})
+        write_manifest(output, info)
     stats["seconds"] = round(time.time() - started, 1)
     return stats
 
@@ -170,6 +170,7 @@ def _run_split(split, records, batches, output, config, policy, model, tokenizer
     traces_path, prompts_path = sidecar(output, "traces"), sidecar(output, "prompts")
     cached = {obj["id"]: obj for _, obj in read_jsonl(traces_path)} if traces_path.exists() else {}
     composer = PairComposer(policy)
+    composer_name = f"composer:{policy.name}-v{policy.version}"
     settings = PairSettings(config.min_step, config.mirror, config.op_per_prompt)
 
     def render(record: PromptRecord) -> str:
@@ -203,11 +204,22 @@ def _run_split(split, records, batches, output, config, policy, model, tokenizer
                 if config.teacher.kind != "offline":
                     pairs = [_teacher_chosen(p, record, traces, config, policy, teacher) for p in pairs]
                 for pair in pairs:
-                    pair["meta"]["teacher"] = teacher.name if pair["meta"]["chosen_from"] == "composed" else None
+                    pair["meta"]["teacher"] = _provenance(pair, composer_name, teacher, record.id in answers)
                     if pair["id"] not in pair_log.done_ids:
                         pair_log.write(pair)
                 finished.write(_prompt_summary(record, traces, pairs))
                 bar.update(1)
+
+
+def _provenance(pair: dict, composer_name: str, teacher, teacher_answered: bool) -> str | None:
+    """Who wrote the chosen side when no sample did: the policy composer (plus the teacher's answer for benign
+    prompts), or the teacher itself."""
+    source = pair["meta"]["chosen_from"]
+    if source == "teacher":
+        return teacher.name
+    if source == "composed":
+        return composer_name + (f"+{teacher.name}" if teacher_answered else "")
+    return None
 
 
 def _drop_unfinished_pairs(output: Path, prompts_path: Path) -> None:
