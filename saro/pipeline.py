@@ -3,8 +3,9 @@
 Each stage's section (after overrides) is hashed together with the hash of the stage before it, and recorded in
 `saro-run.json` beside the RW data. A stage whose hash matches a finished record and whose outputs exist is
 skipped; an unfinished one is run again and resumes from its own partial outputs (synthesis from its JSONL files,
-training from its last checkpoint). A stage whose config changed refuses to mix old and new outputs unless
-`redo_changed` is set, which deletes that stage's outputs and those of every later stage.
+training from its last checkpoint), and the outputs of later stages, built on its old outputs, are deleted. A
+stage whose config changed refuses to mix old and new outputs unless `redo_changed` is set, which deletes that
+stage's outputs and those of every later stage.
 """
 
 from __future__ import annotations
@@ -126,6 +127,12 @@ def run_pipeline(path: Path, overrides: list[str], redo_changed: bool = False, e
             echo(f"saro run: {stage.name}: done earlier with this config, skipped")
             timings[stage.name] = "skipped"
             continue
+        # Later stages were built on this stage's old outputs: they are stale once it runs again.
+        for later in stages[stages.index(stage) + 1 :]:
+            if later.name in state:
+                echo(f"saro run: {later.name}: outputs predate a rerun of {stage.name}, deleted")
+                _delete(later.outputs)
+                state.pop(later.name)
         echo(f"saro run: {stage.name}: {'resuming' if record else 'starting'}")
         state[stage.name] = {"hash": hashes[stage.name], "done": False, "started": time.time()}
         _save(state_path, state)

@@ -193,6 +193,14 @@ def test_killed_run_resumes_srpo_without_redoing_rw_or_duplicating_pairs(tmp_pat
         [sys.executable, "-m", "saro.cli.main", "run", str(config)], env=env, capture_output=True, text=True
     )
     assert again.returncode == 0 and again.stdout.count("done earlier with this config, skipped") == 4
+    (run / "srpo.jsonl.manifest.json").unlink()  # as if SRPO synthesis had not finished: it and training rerun
+    redo = subprocess.run(
+        [sys.executable, "-m", "saro.cli.main", "run", str(config)], env=env, capture_output=True, text=True
+    )
+    assert redo.returncode == 0 and "train_srpo: outputs predate a rerun of synth_srpo, deleted" in redo.stdout
+    assert "train_srpo: finished" in redo.stdout and sorted(p["id"] for p in _lines(run / "srpo.jsonl")) == sorted(
+        p["id"] for p in resumed
+    )
     changed = subprocess.run(
         [sys.executable, "-m", "saro.cli.main", "run", str(config), "synth_srpo.samples=3"],
         env=env,

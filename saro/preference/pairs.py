@@ -157,7 +157,12 @@ def build_pairs(
     base_prompt = render_prompt(record)
     pairs: dict[str, dict] = {}
     harmful = record.kind in ("harmful", "jailbreak")
-    good = sorted((tr for tr in traces if tr.verdict.good), key=lambda tr: len(tr.text))
+    # Identical samples (greedy and sampled often agree) would only repeat the same comparison.
+    seen: set[str] = set()
+    traces = [tr for tr in traces if not (tr.text in seen or seen.add(tr.text))]
+    # The best right trace: no wrong turn before its stance, then the earliest stance, then the shortest.
+    good = sorted((tr for tr in traces if tr.verdict.good), key=_preference_rank)
+    clean = [tr for tr in good if not _preference_rank(tr)[0]]
     right_answer = good[0].answer if good else teacher_answer
 
     def add(kind: str, t: int, prefix: str, chosen: str, rejected: str, info: dict) -> None:
@@ -216,8 +221,8 @@ def build_pairs(
 
     bad = [tr for tr in traces if not tr.verdict.good]
     for trace in bad[: settings.op_per_prompt]:
-        if good:
-            chosen, source, chosen_at = good[0].response(), "sibling", good[0].verdict.reflect_step
+        if clean:  # a right answer reached by a detour is no model for the whole response
+            chosen, source, chosen_at = clean[0].response(), "sibling", clean[0].verdict.reflect_step
         else:  # the RW teacher's own reasoning for this prompt, with the right final answer
             reasoning, refusal = composer.rw.reasoning(record, trace.sample)
             answer = refusal if harmful else right_answer
@@ -228,6 +233,13 @@ def build_pairs(
         info |= {"rejected_reflect_step": trace.verdict.reflect_step, "rejected_sample": trace.sample}
         add("op", 0, "", chosen, trace.response(), info)
     return list(pairs.values())
+
+
+def _preference_rank(trace: Trace) -> tuple:
+    v = trace.verdict
+    stance = v.reflect_step if v.reflect_step is not None else 99
+    detour = v.wrong_step is not None and v.wrong_step < stance
+    return detour, stance, len(trace.text)
 
 
 def _sibling(trace: Trace, traces: list[Trace], t: int) -> str | None:
