@@ -257,3 +257,22 @@ def test_synthesis_from_given_traces_writes_pairs_with_the_right_properties(tmp_
             assert chosen == meta["step"] and (rejected is None or rejected > chosen)
     stats = json.loads(out.with_name("srpo.jsonl.manifest.json").read_text())["stats"]
     assert stats["all"]["pp"] + stats["all"]["op"] == len(pairs) and stats["harmful"]["chosen_step"] == 2.0
+
+
+def test_sub_sample_balances_refusing_and_answering_sides():
+    from saro.training.dpo import balanced_subset
+
+    pairs = [{"meta": {"kind": "harmful", "pair_type": "pp"}, "id": f"h{i}"} for i in range(5)]
+    pairs += [
+        {"meta": {"kind": k, "pair_type": t}, "id": f"{k}{t}{i}"}
+        for k in ("borderline_benign", "general")
+        for t in ("pp", "op")
+        for i in range(10)
+    ]
+    chosen = balanced_subset(pairs, 40, seed=0)
+    sides = [p["meta"]["kind"] == "harmful" for p in chosen]
+    assert sum(sides) == 5 and len(chosen) == 10 and len({p["id"] for p in chosen}) == 10
+    groups = {(p["meta"]["kind"], p["meta"]["pair_type"]) for p in chosen if p["meta"]["kind"] != "harmful"}
+    assert len(groups) == 4  # round-robin reaches every answering group
+    assert len(balanced_subset(pairs, 12, seed=0, balance_sides=False)) == 12
+    assert balanced_subset(pairs, 40, seed=1) != chosen  # the seed picks which pairs

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class DPOStageConfig(LoraSettings):
     """SRPO training settings: `model` (the RW model: start and reference), `data`, `eval_data` (held-out pairs),
-    `pair_types` (ablation: [pp], [op] or both), `max_pairs` (balanced sub-sample), margin evaluation
+    `pair_types` (ablation: [pp], [op] or both), `max_pairs` and `balance_sides` (sub-sampling), margin evaluation
     (`eval_train_pairs`, `eval_points`) and LoRA options; every TRL `DPOConfig` field (beta, learning_rate,
     precompute_ref_log_probs, max_length, output_dir, ...) is accepted in the same section."""
 
@@ -42,6 +42,9 @@ class DPOStageConfig(LoraSettings):
     )
     pair_types: list[str] = field(default_factory=lambda: list(PAIR_TYPES), metadata={"help": "pp, op or both."})
     max_pairs: int | None = field(default=None, metadata={"help": "Train on at most this many pairs (balanced)."})
+    balance_sides: bool = field(
+        default=True, metadata={"help": "As many refuse-preferring (harmful) as answer-preferring (benign) pairs."}
+    )
     eval_train_pairs: int = field(default=32, metadata={"help": "Training pairs re-evaluated for the margin curve."})
     eval_points: int = field(default=4, metadata={"help": "Margin evaluations during training (0: end only)."})
     seed: int = field(default=0, metadata={"help": "Seed for sub-sampling pairs."})
@@ -68,27 +71,40 @@ def load_pairs(path: Path, pair_types: list[str] | None = None) -> list[dict]:
     return pairs
 
 
+REFUSE_SIDE = ("harmful", "jailbreak")  # pairs of these kinds prefer refusing; the others prefer answering
+
+
 def _group(pair: dict) -> tuple:
     meta = pair.get("meta") or {}
     return meta.get("kind"), meta.get("pair_type")
 
 
-def balanced_subset(pairs: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """At most `limit` pairs, taken round-robin over (kind, pair type) groups so no group crowds out the others."""
-    if not limit or len(pairs) <= limit:
-        return pairs
+def _round_robin(pairs: list[dict], limit: int, rng: random.Random) -> list[dict]:
+    """`limit` pairs taken in turn from each (kind, pair type) group, so no group crowds out the others."""
     groups: dict[tuple, list[dict]] = {}
     for pair in pairs:
         groups.setdefault(_group(pair), []).append(pair)
-    rng = random.Random(seed)
-    for members in groups.values():
-        rng.shuffle(members)
+    for key in sorted(groups, key=str):
+        rng.shuffle(groups[key])
     chosen: list[dict] = []
-    while len(chosen) < limit:
+    while len(chosen) < min(limit, len(pairs)):
         for key in sorted(groups, key=str):
             if groups[key] and len(chosen) < limit:
                 chosen.append(groups[key].pop())
     return chosen
+
+
+def balanced_subset(pairs: list[dict], limit: int | None, seed: int, balance_sides: bool = True) -> list[dict]:
+    """At most `limit` pairs, round-robin over (kind, pair type) groups. With `balance_sides`, as many pairs
+    prefer refusing (harmful, jailbreak) as prefer answering (benign, general): a majority on either side moves
+    the model's overall readiness to refuse instead of teaching it to tell the two apart."""
+    rng = random.Random(seed)
+    refuse = [p for p in pairs if _group(p)[0] in REFUSE_SIDE]
+    answer = [p for p in pairs if _group(p)[0] not in REFUSE_SIDE]
+    if balance_sides and refuse and answer:
+        per_side = min(len(refuse), len(answer), (limit or len(pairs)) // 2)
+        return _round_robin(refuse, per_side, rng) + _round_robin(answer, per_side, rng)
+    return _round_robin(pairs, limit or len(pairs), rng)
 
 
 def pair_lengths(pairs: list[dict], tokenizer) -> list[int]:
@@ -128,7 +144,8 @@ def build_trainer(config: DPOStageConfig, trl_config):
 
     from saro.models import load_model, load_tokenizer
 
-    train_pairs = balanced_subset(load_pairs(config.data, config.pair_types), config.max_pairs, config.seed)
+    pairs = load_pairs(config.data, config.pair_types)
+    train_pairs = balanced_subset(pairs, config.max_pairs, config.seed, config.balance_sides)
     heldout = load_pairs(config.eval_data, config.pair_types) if config.eval_data else []
     tokenizer = load_tokenizer(config.model, padding_side="right")
     if tokenizer.eos_token is None:
