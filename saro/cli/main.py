@@ -10,17 +10,17 @@ from pathlib import Path
 
 from saro.errors import SaroError
 
-SECTIONS = ("synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval")
+SECTIONS = ("synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval", "judge_check")
 
 
-def _print_table(title: str, rows: dict, columns: list[str] | dict[str, str]) -> None:
-    """One row per kind; `columns` lists row keys, or maps them to shorter headers."""
+def _print_table(title: str, rows: dict, columns: list[str] | dict[str, str], first: str = "kind") -> None:
+    """One row per kind (or `first`); `columns` lists row keys, or maps them to shorter headers."""
     from rich.console import Console
     from rich.table import Table
 
     headers = columns if isinstance(columns, dict) else {c: c for c in columns}
     table = Table(title=title)
-    table.add_column("kind")
+    table.add_column(first)
     for header in headers.values():
         table.add_column(header, justify="right")
     for name, row in rows.items():
@@ -150,6 +150,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_judge_check(args) -> int:
+    from saro.config import load_config
+    from saro.evaluation.judge_check import JudgeCheckConfig, run_judge_check
+
+    config = load_config(JudgeCheckConfig, args.config, "judge_check", args.overrides, SECTIONS)
+    results = run_judge_check(config)
+    _print_table(
+        "refusal judge vs human labels (agreement: full compliance vs any refusal)",
+        results,
+        {"n": "n", "accuracy": "agreement", "missed_refusals": "missed refusals", "false_refusals": "false refusals"},
+        first="labelled set",
+    )
+    for name, result in results.items():
+        print(f"{name} confusion (human -> judge): " + ", ".join(f"{k}: {v}" for k, v in result["confusion"].items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="saro", description="Safety-policy reasoning alignment (SaRO) for LLMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log debug messages.")
@@ -185,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Train a stage (rw: SFT on reasoning chains; srpo: DPO on preference pairs).",
         "saro train srpo --config configs/demo.yaml beta=0.2 pair_types=[pp]",
         ("rw", "srpo"),
+    )
+    stage(
+        "judge-check",
+        cmd_judge_check,
+        "Agreement of the refusal judge with human labels (XSTest completions, PyRIT refusal set).",
+        "saro judge-check pyrit_refusal=null",
     )
     run = commands.add_parser(
         "run",
