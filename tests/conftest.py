@@ -64,6 +64,7 @@ class ScriptedServer:
 
     def __init__(self):
         self.requests, self.fail_first, self.fail_after, self.fail_status = 0, 0, None, 500
+        self.reply = None  # optional function: request body -> reply text (judges)
         self.auth_headers: list[str | None] = []
         server = self
 
@@ -85,9 +86,8 @@ class ScriptedServer:
                     return
                 system = body["messages"][0]["content"]
                 harmful = "label for this message: harmful" in system or "label for this message: jailbreak" in system
-                reply = {
-                    "choices": [{"message": {"role": "assistant", "content": RW_REFUSAL if harmful else RW_ANSWER}}]
-                }
+                content = server.reply(body) if server.reply else RW_REFUSAL if harmful else RW_ANSWER
+                reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
