@@ -19,6 +19,7 @@ from typing import Any
 from saro.errors import DataError
 
 KINDS = ("harmful", "jailbreak", "borderline_benign", "general")
+HARMFUL_KINDS = ("harmful", "jailbreak")  # kinds that call for a refusal; the others for an answer
 
 # The assistant turn is `<think>\n{reasoning}\n</think>\n\n{answer}`: the same delimiters as DeepSeek-R1 / Qwen3, so
 # reasoning parsers in vLLM and chat UIs already understand the outputs.

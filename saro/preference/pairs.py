@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 from saro.policy import Policy
 from saro.preference.judge import TraceVerdict
-from saro.records import THINK_CLOSE, THINK_OPEN, PromptRecord, format_response, split_response, stable_id
+from saro.records import (
+    HARMFUL_KINDS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    PromptRecord,
+    format_response,
+    split_response,
+    stable_id,
+)
 from saro.teachers.offline import OfflineComposer
 
 PAIR_TYPES = ("pp", "op")
@@ -112,7 +120,7 @@ class PairComposer:
     def safe_steps(self, record: PromptRecord, t: int, rng: random.Random) -> tuple[list[str], str | None]:
         """Steps t.. that take the right stance at once, and the refusal when the prompt is harmful."""
         category = self._category(record)
-        if record.kind in ("harmful", "jailbreak"):
+        if record.kind in HARMFUL_KINDS:
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             lines = [rng.choice(_HARM_STANCE), rng.choice(_HARM_REFLECT), rng.choice(_REFUSE)]
             filled = [line.format(t=t + i, h=harm, c=category.label) for i, line in enumerate(lines)]
@@ -156,7 +164,7 @@ def build_pairs(
     rng = random.Random(stable_id("pairs", record.id))
     base_prompt = render_prompt(record)
     pairs: dict[str, dict] = {}
-    harmful = record.kind in ("harmful", "jailbreak")
+    harmful = record.kind in HARMFUL_KINDS
     # Identical samples (greedy and sampled often agree) would only repeat the same comparison.
     seen: set[str] = set()
     traces = [tr for tr in traces if not (tr.text in seen or seen.add(tr.text))]

@@ -29,6 +29,7 @@ from saro.preference.judge import judge_messages, judge_trace, parse_judge_reply
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs
 from saro.preference.steps import split_steps, split_with_teacher
 from saro.records import (
+    HARMFUL_KINDS,
     KINDS,
     JsonlWriter,
     PromptRecord,
@@ -156,6 +157,7 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
             raise ConfigError(f"synth_srpo: no prompts selected from {prompts_file}")
         with JsonlWriter(sidecar(output, "prompts")) as finished:
             batches = pending_batches(records, [r.id for r in records], finished.done_ids, config.batch_size)
+        _drop_unfinished_pairs(output, finished.done_ids)
         if batches and model is None:
             model = load_model(config.model)
         _run_split(split, records, batches, output, config, policy, model, tokenizer, teacher)
@@ -177,7 +179,6 @@ def _run_split(split, records, batches, output, config, policy, model, tokenizer
         messages = [{"role": "user", "content": record.prompt}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    _drop_unfinished_pairs(output, prompts_path)
     with (
         JsonlWriter(traces_path) as trace_log,
         JsonlWriter(output) as pair_log,
@@ -222,11 +223,10 @@ def _provenance(pair: dict, composer_name: str, teacher, teacher_answered: bool)
     return None
 
 
-def _drop_unfinished_pairs(output: Path, prompts_path: Path) -> None:
+def _drop_unfinished_pairs(output: Path, finished: set[str]) -> None:
     """Pairs of a prompt cut off by a kill before its summary line are dropped; the prompt is redone whole."""
     if not output.exists():
         return
-    finished = {obj["id"] for _, obj in read_jsonl(prompts_path)} if prompts_path.exists() else set()
     with JsonlWriter(output):  # drops a torn last line first
         pass
     rows = [obj for _, obj in read_jsonl(output)]
@@ -254,17 +254,16 @@ def _judge(record: PromptRecord, generations: list[dict], config, teacher) -> li
     traces = []
     for gen in generations:
         reasoning, answer = split_response(gen["text"])
-        steps = split_steps(reasoning)[0] if reasoning else []
-        teacher_steps = None
+        steps, split = split_steps(reasoning) if reasoning else ([], "none")
         if reasoning and config.steps == "teacher":
             job = TeacherJob(record, [{"role": "user", "content": DECOMPOSE_PROMPT.format(reasoning=reasoning)}])
             teacher_steps = split_with_teacher(reasoning, teacher.get().generate([job])[0][0])
-            steps = teacher_steps or steps
-        verdict = judge_trace(record.kind, gen["text"], gen["truncated"], teacher_steps)
+            if teacher_steps:
+                steps, split = teacher_steps, "teacher"
+        verdict = judge_trace(record.kind, gen["text"], gen["truncated"], steps if reasoning else None, split)
         if reasoning and config.judge == "teacher":
             job = TeacherJob(record, judge_messages(record.kind, record.prompt, steps, answer))
             reply = teacher.get().generate([job])[0][0]
-            split = "teacher" if teacher_steps else verdict.split
             verdict = parse_judge_reply(reply, record.kind, steps, split, answer, gen["truncated"]) or verdict
         traces.append(Trace(gen["sample"], gen["text"], gen["truncated"], steps, verdict))
     return traces
@@ -275,7 +274,7 @@ def _teacher_answers(records, judged, config, policy, teacher) -> dict[str, str]
     need = [
         r
         for r in records
-        if r.kind not in ("harmful", "jailbreak")
+        if r.kind not in HARMFUL_KINDS
         and not any(t.verdict.good for t in judged[r.id])
         and any(t.steps for t in judged[r.id])
     ]
@@ -296,7 +295,7 @@ def _teacher_chosen(pair, record, traces, config, policy, teacher) -> dict:
     if meta["chosen_from"] != "composed" or meta["pair_type"] != "pp":
         return pair
     t = meta["step"]
-    stance = "recognise the risk" if record.kind in ("harmful", "jailbreak") else "recognise the harmless intent"
+    stance = "recognise the risk" if record.kind in HARMFUL_KINDS else "recognise the harmless intent"
     prefix = meta["assistant_prefix"]
     messages = teacher_messages(record, policy, reveal_label=True)
     messages.append({"role": "user", "content": CONTINUE_PROMPT.format(prefix=prefix, t=t, stance=stance)})
@@ -313,7 +312,9 @@ def _prompt_summary(record: PromptRecord, traces: list[Trace], pairs: list[dict]
         "id": record.id,
         "kind": record.kind,
         "traces": [
-            {"sample": t.sample, "steps": len(t.steps), "truncated": t.truncated} | t.verdict.to_dict() for t in traces
+            {"sample": t.sample, "steps": len(t.steps), "truncated": t.truncated, "good": t.verdict.good}
+            | t.verdict.to_dict()
+            for t in traces
         ],
         "pairs": [p["id"] for p in pairs],
     }
@@ -326,7 +327,7 @@ def summarize_pairs(pairs_path: Path, prompts_path: Path) -> dict:
         row = rows.setdefault(obj["kind"], _empty_row())
         row["prompts"] += 1
         row["traces"] += len(obj["traces"])
-        row["right_traces"] += sum(_good(t) for t in obj["traces"])
+        row["right_traces"] += sum(t["good"] for t in obj["traces"])
     for _, pair in read_jsonl(pairs_path):
         meta = pair["meta"]
         row = rows.setdefault(meta["kind"], _empty_row())
@@ -347,10 +348,6 @@ def summarize_pairs(pairs_path: Path, prompts_path: Path) -> dict:
         row["chosen_step"] = round(sum(chosen) / len(chosen), 2) if chosen else None
         row["rejected_step"] = round(sum(rejected) / len(rejected), 2) if rejected else None
     return rows
-
-
-def _good(trace: dict) -> bool:
-    return trace["has_reasoning"] and (trace["refused"] if trace["harmful"] else trace["helpful"])
 
 
 def _empty_row() -> dict:

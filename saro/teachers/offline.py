@@ -13,7 +13,7 @@ import random
 import re
 
 from saro.policy import Policy
-from saro.records import PromptRecord, format_response, stable_id
+from saro.records import HARMFUL_KINDS, PromptRecord, format_response, stable_id
 from saro.teachers.base import TeacherJob
 
 # Steps are short on purpose: on CPU, training tokens are the budget, and the tokens that carry the judgement are
@@ -83,7 +83,7 @@ class OfflineComposer:
             steps = [
                 rng.choice(_ACTION).format(a=action) if action else rng.choice(_REQUEST).format(q=_shorten(inner))
             ]
-        if record.kind in ("harmful", "jailbreak"):
+        if record.kind in HARMFUL_KINDS:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             steps.append(rng.choice(_HARM_INTENT).format(h=harm))

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from saro.errors import DataError
 from saro.preference.pairs import PAIR_TYPES
-from saro.records import read_jsonl
+from saro.records import HARMFUL_KINDS, read_jsonl
 from saro.training.common import LoraSettings, last_checkpoint, save_final
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ def load_pairs(path: Path, pair_types: list[str] | None = None) -> list[dict]:
     return pairs
 
 
-REFUSE_SIDE = ("harmful", "jailbreak")  # pairs of these kinds prefer refusing; the others prefer answering
-
-
 def _group(pair: dict) -> tuple:
     meta = pair.get("meta") or {}
     return meta.get("kind"), meta.get("pair_type")
@@ -99,8 +96,8 @@ def balanced_subset(pairs: list[dict], limit: int | None, seed: int, balance_sid
     prefer refusing (harmful, jailbreak) as prefer answering (benign, general): a majority on either side moves
     the model's overall readiness to refuse instead of teaching it to tell the two apart."""
     rng = random.Random(seed)
-    refuse = [p for p in pairs if _group(p)[0] in REFUSE_SIDE]
-    answer = [p for p in pairs if _group(p)[0] not in REFUSE_SIDE]
+    refuse = [p for p in pairs if _group(p)[0] in HARMFUL_KINDS]  # these pairs prefer refusing
+    answer = [p for p in pairs if _group(p)[0] not in HARMFUL_KINDS]
     if balance_sides and refuse and answer:
         per_side = min(len(refuse), len(answer), (limit or len(pairs)) // 2)
         return _round_robin(refuse, per_side, rng) + _round_robin(answer, per_side, rng)
