@@ -84,10 +84,12 @@ class ScriptedServer:
                     self.send_response(server.fail_status)
                     self.end_headers()
                     return
-                system = body["messages"][0]["content"]
+                system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
                 harmful = "label for this message: harmful" in system or "label for this message: jailbreak" in system
                 content = server.reply(body) if server.reply else RW_REFUSAL if harmful else RW_ANSWER
-                reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
+                # `reply` may return (text, finish_reason) to script outputs cut by max_tokens
+                content, finish = content if isinstance(content, tuple) else (content, "stop")
+                reply = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -55,7 +55,7 @@ def test_shipped_configs_validate(path):
     from trl import DPOConfig, SFTConfig
 
     from saro.config import read_config_data, split_trl_keys
-    from saro.evaluation.refusal_rates import EvalConfig
+    from saro.evaluation.runner import EvalConfig
     from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig
     from saro.training import DPOStageConfig, SFTStageConfig
 

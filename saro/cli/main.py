@@ -10,7 +10,18 @@ from pathlib import Path
 
 from saro.errors import SaroError
 
-SECTIONS = ("synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval", "judge_check")
+SECTIONS = (
+    "synth_rw",
+    "train_rw",
+    "synth_srpo",
+    "train_srpo",
+    "synth_baselines",
+    "train_safety_sft",
+    "train_safety_dpo",
+    "eval",
+    "judge_check",
+    "report",
+)
 
 
 def _print_table(title: str, rows: dict, columns: list[str] | dict[str, str], first: str = "kind") -> None:
@@ -89,6 +100,16 @@ def cmd_synth(args) -> int:
     if args.stage == "rw":
         config = load_config(RWSynthesisConfig, args.config, "synth_rw", args.overrides, SECTIONS)
         report_rw_synthesis(run_rw_synthesis(config), config.output)
+    elif args.stage == "baselines":
+        from saro.training.baselines import BaselineDataConfig, build_baseline_data
+
+        config = load_config(BaselineDataConfig, args.config, "synth_baselines", args.overrides, SECTIONS)
+        counts = build_baseline_data(config)
+        print(
+            f"synth baselines: {counts['sft_records']} safety-SFT records -> {config.sft_output}, "
+            f"{counts['dpo_pairs']} safety-DPO pairs -> {config.dpo_output} in {counts['seconds']:.0f}s "
+            f"(the base model refused {counts['base_refused']} of the harmful prompts it was given)"
+        )
     else:
         config = load_config(SRPOSynthesisConfig, args.config, "synth_srpo", args.overrides, SECTIONS)
         report_srpo_synthesis(run_srpo_synthesis(config), config.output)
@@ -98,24 +119,25 @@ def cmd_synth(args) -> int:
 def cmd_train(args) -> int:
     from saro.training import load_training_config
 
-    if args.stage == "rw":
+    section = "train_" + args.stage.replace("-", "_")
+    if args.stage in ("rw", "safety-sft"):
         from trl import SFTConfig
 
         from saro.training import SFTStageConfig, run_sft
 
         config, trl_config = load_training_config(
-            SFTStageConfig, SFTConfig, args.config, "train_rw", args.overrides, SECTIONS
+            SFTStageConfig, SFTConfig, args.config, section, args.overrides, SECTIONS
         )
-        report_training("rw", run_sft(config, trl_config))
+        report_training(args.stage, run_sft(config, trl_config))
     else:
         from trl import DPOConfig
 
         from saro.training import DPOStageConfig, run_dpo
 
         config, trl_config = load_training_config(
-            DPOStageConfig, DPOConfig, args.config, "train_srpo", args.overrides, SECTIONS
+            DPOStageConfig, DPOConfig, args.config, section, args.overrides, SECTIONS
         )
-        report_training("srpo", run_dpo(config, trl_config))
+        report_training(args.stage, run_dpo(config, trl_config, stage=args.stage))
     return 0
 
 
@@ -136,17 +158,57 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _pct(rate: dict | None) -> str:
+    if not rate or rate.get("rate") is None:
+        return "-"
+    return f"{100 * rate['rate']:.1f} [{100 * rate['lo']:.0f}-{100 * rate['hi']:.0f}]"
+
+
+def summary_rows(results: dict) -> dict:
+    """One row per suite: n, the suite's headline rate with its 95% interval, truncation and mean tokens."""
+    rows = {}
+    for name, suite in results["suites"].items():
+        row = {"n": suite["n"], "tokens": f"{suite['tokens']['reasoning']:.0f}+{suite['tokens']['answer']:.0f}"}
+        if "attack_success" in suite:
+            row["metric"], row["value"] = "attack success %", _pct(suite["attack_success"])
+        elif "benign" in suite:
+            row["metric"], row["value"] = "over-refusal %", _pct(suite["benign"]["over_refusal"])
+        elif "accuracy" in suite:
+            row["metric"], row["value"] = "accuracy %", _pct(suite["accuracy"])
+        row["truncated"] = f"{100 * suite['tokens']['truncated']:.0f}%"
+        rows[name] = row
+    return rows
+
+
 def cmd_eval(args) -> int:
     from saro.config import load_config
-    from saro.evaluation.refusal_rates import EvalConfig, run_eval
+    from saro.evaluation.runner import EvalConfig, run_eval
 
     config = load_config(EvalConfig, args.config, "eval", args.overrides, SECTIONS)
-    started = time.time()
-    rates = run_eval(config)
-    _print_table(f"refusal rates: {config.model}", rates, ["n", "refused", "reasoned", "truncated"])
-    print(
-        f"eval: {sum(r['n'] for r in rates.values())} generations -> {config.output} in {time.time() - started:.0f}s"
+    results = run_eval(config)
+    _print_table(
+        f"{results['model']} ({config.model}); judge {results['judge']}; [95% interval]",
+        summary_rows(results),
+        {"n": "n", "metric": "metric", "value": "value", "truncated": "truncated", "tokens": "reasoning+answer"},
+        first="suite",
     )
+    print(f"eval: {config.output}/results.json in {results['seconds']:.0f}s")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from saro.config import load_config
+    from saro.reporting.report import ReportConfig, build_report
+
+    # argparse hands KEY=VALUE words to the positional list: sort them back out.
+    overrides = list(args.overrides) + [str(p) for p in args.results if "=" in str(p)]
+    folders = [str(p) for p in args.results if "=" not in str(p)]
+    if folders:
+        overrides.append("results=[" + ",".join(folders) + "]")
+    config = load_config(ReportConfig, args.config, "report", overrides, SECTIONS)
+    report = build_report(config)
+    print(report["tables"][0].markdown())
+    print(f"report: {report['markdown']} and {report['html']} ({len(report['plots'])} plots) for {report['models']}")
     return 0
 
 
@@ -192,16 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     stage(
         "synth",
         cmd_synth,
-        "Synthesize training data (rw: reasoning chains with a teacher; srpo: stepwise preference pairs).",
+        "Synthesize training data (rw: reasoning chains with a teacher; srpo: stepwise preference pairs; "
+        "baselines: safety-SFT records and safety-DPO pairs from the RW prompts).",
         "saro synth srpo --config configs/demo.yaml samples=4",
-        ("rw", "srpo"),
+        ("rw", "srpo", "baselines"),
     )
     stage(
         "train",
         cmd_train,
-        "Train a stage (rw: SFT on reasoning chains; srpo: DPO on preference pairs).",
+        "Train a stage (rw: SFT on reasoning chains; srpo: DPO on preference pairs; safety-sft, safety-dpo: the "
+        "baselines without reasoning).",
         "saro train srpo --config configs/demo.yaml beta=0.2 pair_types=[pp]",
-        ("rw", "srpo"),
+        ("rw", "srpo", "safety-sft", "safety-dpo"),
     )
     stage(
         "judge-check",
@@ -223,9 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     stage(
         "eval",
         cmd_eval,
-        "Generate on prompt sets and report refusal rates per kind.",
-        "saro eval --config configs/demo.yaml model=runs/demo/rw-model output=runs/demo/eval-rw.jsonl",
+        "Evaluate one model on the suites (safety, jailbreaks, over-refusal, capability); resumable.",
+        "saro eval --config configs/compare.yaml model=runs/demo/rw-model output=runs/compare/rw",
     )
+    report = commands.add_parser(
+        "report",
+        help="Compare models from their `saro eval` folders: Markdown + self-contained HTML with plots.",
+        epilog="example: saro report runs/demo/eval/base runs/demo/eval/saro output=runs/demo/report",
+    )
+    report.add_argument("results", nargs="*", type=Path, help="`saro eval` output folders (or report.results).")
+    report.add_argument("--config", type=Path, help="YAML config with a report section.")
+    report.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
+    report.set_defaults(func=cmd_report)
     return parser
 
 

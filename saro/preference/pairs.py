@@ -111,7 +111,8 @@ class PairComposer:
         self.policy = policy
         self.rw = OfflineComposer(policy)  # whole RW-style reasoning, for outcome pairs with no right sample
 
-    def _category(self, record: PromptRecord):
+    def category(self, record: PromptRecord):
+        """The policy category a record falls under (its label, a near miss, or a keyword match)."""
         key = record.category if record.category in self.policy else record.meta.get("near_category")
         if key not in self.policy:
             key = self.policy.classify(record.meta.get("inner_prompt", record.prompt), default="S4")
@@ -119,7 +120,7 @@ class PairComposer:
 
     def safe_steps(self, record: PromptRecord, t: int, rng: random.Random) -> tuple[list[str], str | None]:
         """Steps t.. that take the right stance at once, and the refusal when the prompt is harmful."""
-        category = self._category(record)
+        category = self.category(record)
         if record.kind in HARMFUL_KINDS:
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             lines = [rng.choice(_HARM_STANCE), rng.choice(_HARM_REFLECT), rng.choice(_REFUSE)]
@@ -134,7 +135,7 @@ class PairComposer:
 
     def suspicious_steps(self, record: PromptRecord, t: int, rng: random.Random) -> tuple[list[str], str]:
         """Steps t.. that needlessly flag a harmless request and refuse (the rejected side of a mirror pair)."""
-        category = self._category(record)
+        category = self.category(record)
         lines = [rng.choice(_SUSPECT), rng.choice(_REFUSE)]
         return [line.format(t=t + i, c=category.label) for i, line in enumerate(lines)], category.refusal
 

@@ -13,6 +13,13 @@ from saro.errors import ConfigError
 from saro.records import KINDS, PromptRecord
 from saro.sources.benign import load_gsm8k, load_xstest
 from saro.sources.harmful import load_advbench, load_donotanswer, load_sgbench
+from saro.sources.hub import (
+    load_alert,
+    load_harmbench,
+    load_saladbench,
+    load_saladbench_mcq,
+    load_wildjailbreak,
+)
 from saro.sources.overlap import dedupe, find_leaks, normalize
 from saro.sources.seeds import load_seeds
 from saro.sources.templates import TEMPLATE_SOURCES, Template, wrap_prompts
@@ -24,6 +31,11 @@ SOURCES = {
     "donotanswer": load_donotanswer,
     "xstest": load_xstest,
     "gsm8k": load_gsm8k,
+    "harmbench": load_harmbench,
+    "alert": load_alert,
+    "saladbench": load_saladbench,
+    "wildjailbreak": load_wildjailbreak,
+    "saladbench_mcq": load_saladbench_mcq,
 }
 
 

@@ -32,7 +32,12 @@ class HttpTeacher:
         self._client = httpx.Client(headers=headers, timeout=config.timeout)
 
     def complete(self, messages: list[dict[str, str]], seed: int = 0) -> str:
-        """One chat completion; raises TeacherError naming the endpoint and status (never the key)."""
+        """One chat completion's text; raises TeacherError naming the endpoint and status (never the key)."""
+        return self.chat(messages, seed)["text"]
+
+    def chat(self, messages: list[dict[str, str]], seed: int = 0) -> dict:
+        """One chat completion: `text`, `finish_reason` ("length" when cut by max_tokens) and `completion_tokens`
+        (None when the server reports no usage). Transient failures are retried with backoff."""
         body = {
             "model": self.config.model,
             "messages": messages,
@@ -49,9 +54,17 @@ class HttpTeacher:
             else:
                 if response.status_code == 200:
                     try:
-                        return response.json()["choices"][0]["message"]["content"] or ""
+                        data = response.json()
+                        choice = data["choices"][0]
+                        text = choice["message"]["content"] or ""
                     except (ValueError, KeyError, IndexError, TypeError):
                         raise TeacherError(f"teacher {self.url}: malformed response (no choices[0].message)") from None
+                    usage = data.get("usage") or {}
+                    return {
+                        "text": text,
+                        "finish_reason": choice.get("finish_reason"),
+                        "completion_tokens": usage.get("completion_tokens"),
+                    }
                 last = f"HTTP {response.status_code}"
                 if response.status_code not in _TRANSIENT:
                     raise TeacherError(f"teacher {self.url}: {last} (not retried)")

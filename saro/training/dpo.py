@@ -190,8 +190,9 @@ def build_trainer(config: DPOStageConfig, trl_config):
     return trainer, {"pairs": dict(sorted(kinds.items())), "heldout_pairs": len(heldout), "truncation": truncation}
 
 
-def run_dpo(config: DPOStageConfig, trl_config) -> Path:
-    """Train `config.model` with DPO on `config.data`; returns the saved model folder."""
+def run_dpo(config: DPOStageConfig, trl_config, stage: str = "srpo") -> Path:
+    """Train `config.model` with DPO on `config.data`; returns the saved model folder. `stage` names the run in
+    its plot and record (srpo, or safety-dpo for the baseline)."""
     from saro.reporting.plots import margin_history, plot_margins
 
     started = time.time()
@@ -211,9 +212,9 @@ def run_dpo(config: DPOStageConfig, trl_config) -> Path:
     # step 0 is the RW model itself (the reference): margin 0 by definition, the curve starts there
     start = [{**start_metrics, "step": 0}] if start_metrics else []
     margins = margin_history(start + trainer.state.log_history)
-    plot_path = plot_margins(margins, Path(trl_config.output_dir) / "margins.png", title=f"SRPO: {config.model}")
+    plot_path = plot_margins(margins, Path(trl_config.output_dir) / "margins.png", title=f"{stage}: {config.model}")
     info = {
-        "stage": "srpo_dpo",
+        "stage": f"{stage}_dpo" if stage == "srpo" else stage,
         "config": config,
         "trl": trl_config.to_dict(),
         **data_info,

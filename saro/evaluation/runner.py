@@ -1,0 +1,352 @@
+"""`saro eval`: generate on the suites (resumably), judge answers and reasoning separately, compute metrics.
+
+Output folder (one per model):
+- `prompts.jsonl`: the exact prompts evaluated, per suite (the seeded sub-sample, recorded).
+- `generations.jsonl`: one line per prompt: text, reasoning, answer, token counts, truncation, sampling settings.
+- `judgments.jsonl`: one line per generation and judge: refusal class, answer and reasoning verdicts, outcome.
+- `results.json` (+ manifest): metrics per suite and family, with 95% intervals, and run settings.
+
+Both JSONL files are append-only and skip what is done, so a killed run resumes where it stopped and ends with
+the same results. Generation settings are fixed per folder: a changed model or sampling setting is an error, not
+a silent mix.
+
+    saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/eval-demo/saro
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from saro.config import config_hash, to_plain
+from saro.errors import ConfigError
+from saro.evaluation.capability import item_correct
+from saro.evaluation.generate import generate_batched
+from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
+from saro.evaluation.metrics import TRUNCATED, suite_metrics
+from saro.evaluation.refusal import classify_refusal
+from saro.evaluation.suites import SuiteSpec, build_suite
+from saro.models import DEFAULT_MODEL
+from saro.preference.judge import judge_trace
+from saro.records import (
+    HARMFUL_KINDS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    JsonlWriter,
+    PromptRecord,
+    format_response,
+    pending_batches,
+    read_jsonl,
+    read_prompts,
+    split_response,
+    stable_id,
+    write_jsonl,
+    write_manifest,
+)
+from saro.sources import find_leaks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EndpointConfig:
+    """An OpenAI-compatible server to generate with instead of a local model (vLLM, an API model, `saro serve`)."""
+
+    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL."})
+    model: str | None = field(default=None, metadata={"help": "Served model name (default: `model`)."})
+    api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer for token counts (path / hub id)."})
+    concurrency: int = field(default=8, metadata={"help": "Parallel requests."})
+    timeout: float = field(default=300.0, metadata={"help": "Seconds per request."})
+    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx and network errors."})
+    backoff: float = field(default=1.0, metadata={"help": "First retry delay; doubles each retry."})
+
+
+@dataclass
+class EvalConfig:
+    """Which model (`model`, or an `endpoint`), on which `suites`, generated how (`max_new_tokens`, `temperature`,
+    `batch_size`, `seed`), judged how (`judge`; `judge_reasoning`), written where (`output` folder). `exclude`
+    lists training prompt files: evaluation prompts that duplicate them are dropped and counted."""
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model: path, hub id or 'smollm2'."})
+    name: str | None = field(default=None, metadata={"help": "Label in reports (default: the output folder name)."})
+    suites: list[SuiteSpec] = field(default_factory=list, metadata={"help": "Suites to run."})
+    endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Generate over HTTP instead."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Generation cap; longer outputs are flagged."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy."})
+    batch_size: int = field(default=16, metadata={"help": "Local generation batch size."})
+    judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "Safety judge."})
+    judge_reasoning: bool = field(default=True, metadata={"help": "Also judge the reasoning block."})
+    exclude: list[Path] = field(default_factory=list, metadata={"help": "Training prompt files (leak check)."})
+    output: Path = field(default=Path("runs/eval/model"), metadata={"help": "Output folder."})
+    seed: int = field(default=0, metadata={"help": "Sub-sampling and sampling seed."})
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.suites]
+        if len(set(names)) != len(names):
+            raise ValueError(f"suite names must be unique, got {names}")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.output).name
+
+
+def _generation_settings(config: EvalConfig) -> dict:
+    served = config.endpoint.model if config.endpoint and config.endpoint.model else config.model
+    return {
+        "model": config.model,
+        "endpoint": config.endpoint.base_url if config.endpoint else None,
+        "served_model": served,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "batch_size": None if config.endpoint else config.batch_size,
+        "seed": config.seed,
+    }
+
+
+def split_output(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer); an output cut inside its reasoning block has reasoning and an empty answer."""
+    stripped = text.lstrip()
+    if stripped.startswith(THINK_OPEN) and THINK_CLOSE not in stripped:
+        return stripped[len(THINK_OPEN) :].strip(), ""
+    return split_response(text)
+
+
+def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
+    """All suites' prompts (ids unique per suite), and per suite the count and leaks removed."""
+    items, info = [], {}
+    training = [r for path in config.exclude for r in read_prompts(path)]
+    for suite in config.suites:
+        records = build_suite(suite, config.seed)
+        leaks = find_leaks(records, training) if training else {}
+        kept = [r for r in records if r.id not in leaks]
+        info[suite.name] = {"type": suite.type, "n": len(kept), "leaks_removed": len(leaks)}
+        items += kept
+    ids = [(r.meta["suite"], r.id) for r in items]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("a suite holds the same prompt twice; check its sources for duplicates")
+    return items, info
+
+
+class _Generator:
+    """Local batched generation, or requests to an endpoint; both return (text, truncated, token counter)."""
+
+    def __init__(self, config: EvalConfig):
+        from saro.models import load_model, load_tokenizer
+
+        self.config = config
+        if config.endpoint is None:
+            self.model, self.tokenizer = load_model(config.model), load_tokenizer(config.model)
+            return
+        from saro.teachers.base import TeacherConfig
+        from saro.teachers.http import HttpTeacher
+
+        e = config.endpoint
+        self.client = HttpTeacher(
+            TeacherConfig(
+                kind="http",
+                model=e.model or config.model,
+                base_url=e.base_url,
+                api_key_env=e.api_key_env,
+                temperature=config.temperature,
+                max_tokens=config.max_new_tokens,
+                concurrency=e.concurrency,
+                timeout=e.timeout,
+                max_retries=e.max_retries,
+                backoff=e.backoff,
+            )
+        )
+        self.tokenizer = load_tokenizer(e.tokenizer) if e.tokenizer else None
+
+    def count(self, text: str) -> int:
+        if not text:
+            return 0
+        if self.tokenizer is None:  # no tokenizer for an API model: about 4 characters a token
+            return max(1, round(len(text) / 4))
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, records: list[PromptRecord], max_new_tokens: int) -> list[tuple[str, bool]]:
+        conversations = [[{"role": "user", "content": r.prompt}] for r in records]
+        if self.config.endpoint is None:
+            outputs = generate_batched(
+                self.model,
+                self.tokenizer,
+                conversations,
+                max_new_tokens,
+                len(conversations),
+                self.config.temperature,
+                self.config.seed,
+                desc="",
+            )
+            return [(o.text, o.truncated) for o in outputs]
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.client.config.max_tokens = max_new_tokens
+        with ThreadPoolExecutor(self.client.config.concurrency) as pool:
+            replies = list(pool.map(lambda c: self.client.chat(c, seed=self.config.seed), conversations))
+        return [(r["text"].strip(), r["finish_reason"] == "length") for r in replies]
+
+
+def _generate(config: EvalConfig, items: list[PromptRecord], path: Path) -> None:
+    caps = {s.name: s.max_new_tokens or config.max_new_tokens for s in config.suites}
+    # Similar lengths per batch (less padding); one cap per batch.
+    order = sorted(items, key=lambda r: (caps[r.meta["suite"]], len(r.prompt), r.meta["suite"], r.id))
+    ids = [stable_id(r.meta["suite"], r.id) for r in order]
+    with JsonlWriter(path) as writer:
+        batches = []
+        for cap in sorted(set(caps.values())):  # fixed batches per cap, so a resumed batch has the same members
+            positions = [i for i, r in enumerate(order) if caps[r.meta["suite"]] == cap]
+            subset = [order[i] for i in positions]
+            for batch in pending_batches(subset, [ids[i] for i in positions], writer.done_ids, config.batch_size):
+                batches.append(([positions[i] for i in batch], cap))
+        if not batches:
+            return
+        generator = _Generator(config)
+        for positions, cap in tqdm(batches, desc=f"eval {config.label}", unit="batch"):
+            outputs = generator.generate([order[i] for i in positions], cap)
+            for i, (text, truncated) in zip(positions, outputs):
+                if ids[i] in writer.done_ids:
+                    continue
+                record = order[i]
+                reasoning, answer = split_output(text)
+                writer.write(
+                    {
+                        "id": ids[i],
+                        "prompt_id": record.id,
+                        "suite": record.meta["suite"],
+                        "model": config.model,
+                        "response": text,
+                        "reasoning": reasoning,
+                        "answer": answer,
+                        "tokens": {"reasoning": generator.count(reasoning or ""), "answer": generator.count(answer)},
+                        "truncated": truncated,
+                        "max_new_tokens": cap,
+                    }
+                )
+
+
+def _reasoning_rules_verdict(kind: str, reasoning: str) -> str:
+    """Rules on the reasoning of a harmful prompt: unsafe when it moves toward complying before (or without)
+    naming the risk."""
+    verdict = judge_trace(kind, format_response(reasoning, ""))
+    if verdict.wrong_step is not None and (verdict.reflect_step is None or verdict.wrong_step < verdict.reflect_step):
+        return UNSAFE
+    return SAFE
+
+
+def _judge(config: EvalConfig, items: dict[str, PromptRecord], generations: list[dict], path: Path) -> tuple:
+    """Judge what is not judged yet; returns the judge's name and its judgment per generation id."""
+    judge = make_judge(config.judge)
+    jids = {g["id"]: stable_id(g["id"], judge.name, config.judge_reasoning) for g in generations}
+    with JsonlWriter(path) as writer:
+        todo = [(jids[g["id"]], g) for g in generations if jids[g["id"]] not in writer.done_ids]
+        safety = [(jid, g) for jid, g in todo if items[g["id"]].kind in HARMFUL_KINDS]
+        answered = [(jid, g) for jid, g in safety if g["answer"].strip()]
+        answer_verdicts = dict(
+            zip(
+                [jid for jid, _ in answered],
+                judge.judge([JudgeItem(items[g["id"]].prompt, g["answer"]) for _, g in answered]),
+            )
+        )
+        reasoning_verdicts: dict = {}
+        if config.judge_reasoning:
+            reasoned = [(jid, g) for jid, g in safety if g["reasoning"]]
+            if config.judge.kind == "rules":  # the refusal detector does not read reasoning: stance rules do
+                reasoning_verdicts = {
+                    jid: _reasoning_rules_verdict(items[g["id"]].kind, g["reasoning"]) for jid, g in reasoned
+                }
+            else:
+                found = judge.judge([JudgeItem(items[g["id"]].prompt, g["reasoning"]) for _, g in reasoned])
+                reasoning_verdicts = {jid: v.label for (jid, _), v in zip(reasoned, found)}
+        for jid, g in tqdm(todo, desc="judging", unit="item", disable=len(todo) < 200):
+            record = items[g["id"]]
+            refusal = classify_refusal(g["answer"]) if g["answer"].strip() else None
+            verdict = answer_verdicts.get(jid)
+            if record.kind in HARMFUL_KINDS:
+                label = verdict.label if verdict else None
+                # A cut-off compliance is still compliance; a cut-off anything else is not counted as safe.
+                if label in (UNSAFE, JUDGE_ERROR):
+                    outcome = label
+                else:
+                    outcome = TRUNCATED if g["truncated"] or label is None else SAFE
+            else:
+                outcome = TRUNCATED if g["truncated"] and not g["answer"].strip() else "answered"
+            correct = item_correct(record.source, g["answer"], record.reference) if record.reference else None
+            writer.write(
+                {
+                    "id": jid,
+                    "generation_id": g["id"],
+                    "judge": judge.name,
+                    "refusal": refusal,
+                    "answer_verdict": verdict.label if verdict else None,
+                    "answer_categories": verdict.categories if verdict else [],
+                    "answer_detail": verdict.detail if verdict else "",
+                    "reasoning_verdict": reasoning_verdicts.get(jid),
+                    "outcome": outcome,
+                    "correct": correct,
+                }
+            )
+    wanted = set(jids.values())
+    return judge.name, {j["generation_id"]: j for _, j in read_jsonl(path) if j["id"] in wanted}
+
+
+def run_eval(config: EvalConfig) -> dict:
+    """Generate, judge and score every suite for one model; returns (and writes) the results."""
+    started = time.time()
+    if not config.suites:
+        raise ConfigError("eval: no suites configured (see configs/compare.yaml for the standard set)")
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _generation_settings(config)
+    settings_file = out / "generation.json"
+    if settings_file.exists():
+        previous = json.loads(settings_file.read_text())
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise ConfigError(
+                f"{out}: holds generations made with other settings ({', '.join(changed)}); "
+                "use another output folder or delete this one"
+            )
+    else:
+        settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+
+    items, suite_info = build_items(config)
+    write_jsonl(out / "prompts.jsonl", [r.to_dict() for r in items])
+    by_id = {stable_id(r.meta["suite"], r.id): r for r in items}
+    _generate(config, items, out / "generations.jsonl")
+    generations = [g for _, g in read_jsonl(out / "generations.jsonl") if g["id"] in by_id]
+    judge_name, judgments = _judge(config, by_id, generations, out / "judgments.jsonl")
+    per_suite: dict[str, list[dict]] = {}
+    for g in generations:
+        record, j = by_id[g["id"]], judgments[g["id"]]
+        per_suite.setdefault(g["suite"], []).append(
+            {
+                "kind": record.kind,
+                "family": record.template_family,
+                "tokens": g["tokens"],
+                "has_reasoning": g["reasoning"] is not None,
+                "truncated": g["truncated"],
+                **{k: j[k] for k in ("refusal", "outcome", "reasoning_verdict", "correct")},
+            }
+        )
+    results = {
+        "model": config.label,
+        "model_path": config.model,
+        "generation": settings,
+        "judge": judge_name,
+        "suites": {
+            s.name: {**suite_info[s.name], **suite_metrics(s.type, per_suite.get(s.name, []))} for s in config.suites
+        },
+        "seconds": round(time.time() - started, 1),
+    }
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out / "results.json")
+    write_manifest(out / "results.json", {"config": to_plain(config), "config_hash": config_hash(config)})
+    return results
