@@ -20,7 +20,26 @@ demo: setup
 	$(BIN)/saro model prepare
 	$(BIN)/saro run configs/demo.yaml
 	$(BIN)/saro eval --config configs/demo.yaml
-	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/demo/eval-srpo.jsonl
+	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/demo/eval/saro
+	$(BIN)/saro report runs/demo/eval/base runs/demo/eval/saro output=runs/demo/report
+
+# The five-model comparison (issue 4): the two baselines, then every model on the full suites, then the report.
+# Needs `make demo` first (RW data and models). Each step skips what is done; evaluations resume.
+COMPARE := --config configs/compare.yaml
+runs/demo/safety-sft.jsonl runs/demo/safety-dpo.jsonl: runs/demo/rw.jsonl
+	$(BIN)/saro synth baselines $(COMPARE)
+runs/demo/safety-sft-model/saro_training.json: runs/demo/safety-sft.jsonl
+	$(BIN)/saro train safety-sft $(COMPARE)
+runs/demo/safety-dpo-model/saro_training.json: runs/demo/safety-dpo.jsonl
+	$(BIN)/saro train safety-dpo $(COMPARE)
+
+compare: setup runs/demo/safety-sft-model/saro_training.json runs/demo/safety-dpo-model/saro_training.json
+	$(BIN)/saro eval $(COMPARE) model=smollm2 output=runs/compare/base
+	$(BIN)/saro eval $(COMPARE) model=runs/demo/safety-sft-model output=runs/compare/safety-sft
+	$(BIN)/saro eval $(COMPARE) model=runs/demo/safety-dpo-model output=runs/compare/safety-dpo
+	$(BIN)/saro eval $(COMPARE) model=runs/demo/rw-model output=runs/compare/rw
+	$(BIN)/saro eval $(COMPARE) model=runs/demo/srpo-model output=runs/compare/saro
+	$(BIN)/saro report $(COMPARE)
 
 test: setup
 	$(BIN)/python -m pytest -q -x
@@ -28,4 +47,4 @@ test: setup
 lint: setup
 	$(BIN)/ruff check saro tests
 
-.PHONY: setup demo test lint
+.PHONY: setup demo compare test lint

@@ -56,11 +56,24 @@ def test_shipped_configs_validate(path):
 
     from saro.config import read_config_data, split_trl_keys
     from saro.evaluation.runner import EvalConfig
+    from saro.reporting.report import ReportConfig
     from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig
     from saro.training import DPOStageConfig, SFTStageConfig
+    from saro.training.baselines import BaselineDataConfig
 
-    plain = {"synth_rw": RWSynthesisConfig, "synth_srpo": SRPOSynthesisConfig, "eval": EvalConfig}
-    trained = {"train_rw": (SFTStageConfig, SFTConfig), "train_srpo": (DPOStageConfig, DPOConfig)}
+    plain = {
+        "synth_rw": RWSynthesisConfig,
+        "synth_srpo": SRPOSynthesisConfig,
+        "synth_baselines": BaselineDataConfig,
+        "eval": EvalConfig,
+        "report": ReportConfig,
+    }
+    trained = {
+        "train_rw": (SFTStageConfig, SFTConfig),
+        "train_srpo": (DPOStageConfig, DPOConfig),
+        "train_safety_sft": (SFTStageConfig, SFTConfig),
+        "train_safety_dpo": (DPOStageConfig, DPOConfig),
+    }
     present = set(yaml.safe_load(path.read_text()))
     assert present and present <= set(SECTIONS)
     for section in present:
