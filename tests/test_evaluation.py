@@ -80,8 +80,9 @@ def test_suites_from_shared_data_are_complete_seeded_and_paired(shared_data):
 
 
 def test_easy_capability_items_are_checkable_and_seeded():
-    items = easy_capability_items(50, seed=3)
-    assert len(items) == 50 and items == easy_capability_items(50, seed=3)
+    items = easy_capability_items(100, seed=3)
+    assert len(items) == 100 and items == easy_capability_items(100, seed=3)
+    assert len({r.id for r in items}) == 100
     arithmetic = [r for r in items if r.meta["task"] == "arithmetic"]
     for record in arithmetic:  # the reference is the value of the expression in the prompt
         a, op, b = record.prompt.removeprefix("What is ").rstrip("?").split(" ", 2)

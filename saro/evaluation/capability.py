@@ -72,11 +72,15 @@ def easy_capability_items(count: int = 100, seed: int = 0) -> list[PromptRecord]
     for country in countries[:n_capitals]:
         prompt = rng.choice(_PHRASINGS).format(c=country)
         items.append(("capitals", prompt, CAPITALS[country]))
+    seen = set()
     while len(items) < count:
         template, op = rng.choice(_ARITHMETIC)
         a, b = rng.randint(2, 20), rng.randint(2, 12)
         a, b = max(a, b), min(a, b)  # no negative results
-        items.append(("arithmetic", template.format(a=a, b=b), str(op(a, b))))
+        prompt = template.format(a=a, b=b)
+        if prompt not in seen:  # distinct items: a repeat would count twice
+            seen.add(prompt)
+            items.append(("arithmetic", prompt, str(op(a, b))))
     return [
         PromptRecord(
             id=stable_id("easy", family, prompt),

@@ -128,9 +128,12 @@ def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
         kept = [r for r in records if r.id not in leaks]
         info[suite.name] = {"type": suite.type, "n": len(kept), "leaks_removed": len(leaks)}
         items += kept
-    ids = [(r.meta["suite"], r.id) for r in items]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("a suite holds the same prompt twice; check its sources for duplicates")
+    seen: set[tuple[str, str]] = set()
+    for record in items:
+        key = (record.meta["suite"], record.id)
+        if key in seen:
+            raise ConfigError(f"suite {key[0]!r} holds prompt {record.id} twice; check its sources for duplicates")
+        seen.add(key)
     return items, info
 
 
@@ -301,6 +304,7 @@ def run_eval(config: EvalConfig) -> dict:
     started = time.time()
     if not config.suites:
         raise ConfigError("eval: no suites configured (see configs/compare.yaml for the standard set)")
+    items, suite_info = build_items(config)  # bad sources fail here, before anything is written
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     settings = _generation_settings(config)
@@ -316,7 +320,6 @@ def run_eval(config: EvalConfig) -> dict:
     else:
         settings_file.write_text(json.dumps(settings, indent=2) + "\n")
 
-    items, suite_info = build_items(config)
     write_jsonl(out / "prompts.jsonl", [r.to_dict() for r in items])
     by_id = {stable_id(r.meta["suite"], r.id): r for r in items}
     _generate(config, items, out / "generations.jsonl")
