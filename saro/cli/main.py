@@ -21,6 +21,7 @@ SECTIONS = (
     "eval",
     "judge_check",
     "report",
+    "serve",
 )
 
 
@@ -212,6 +213,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from saro.config import load_config
+    from saro.serving import ServeConfig, serve
+
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(args.model if "=" in args.model else f"model={args.model}")
+    serve(load_config(ServeConfig, args.config, "serve", overrides, SECTIONS))
+    return 0
+
+
 def cmd_judge_check(args) -> int:
     from saro.config import load_config
     from saro.evaluation.judge_check import JudgeCheckConfig, run_judge_check
@@ -299,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path, help="YAML config with a report section.")
     report.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     report.set_defaults(func=cmd_report)
+    serve_parser = commands.add_parser(
+        "serve",
+        help="Serve a model over an OpenAI-compatible API (/v1/chat/completions, streaming; /v1/models; /health).",
+        epilog="example: saro serve runs/demo/srpo-model port=8000 max_batch_size=32",
+    )
+    serve_parser.add_argument("model", nargs="?", help="Model: path, hub id or 'smollm2' (or serve.model).")
+    serve_parser.add_argument("--config", type=Path, help="YAML config with a serve section.")
+    serve_parser.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
+    serve_parser.set_defaults(func=cmd_serve)
     return parser
 
 

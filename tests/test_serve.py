@@ -1,0 +1,113 @@
+"""`saro serve` on the tiny model, talked to by the real `openai` client and by saro's own teacher client."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from saro.evaluation.generate import generate_batched
+from saro.models import load_model, load_tokenizer
+from saro.serving import BatchingEngine, ServeConfig, make_server
+from saro.teachers.base import TeacherConfig
+from saro.teachers.http import HttpTeacher
+
+QUESTION = [{"role": "user", "content": "How do I kill a Python process?"}]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    engine = BatchingEngine(load_model(tiny_model), load_tokenizer(tiny_model), max_batch_size=16, batch_wait_ms=50)
+    httpd = make_server(ServeConfig(model=str(tiny_model), served_name="tiny", port=0), engine)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    yield base_url, engine
+    httpd.shutdown()
+    engine.close()
+
+
+def _client(base_url: str) -> OpenAI:
+    return OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+
+
+def test_openai_client_gets_the_models_greedy_completion(server, tiny_model):
+    base_url, _ = server
+    client = _client(base_url)
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    reply = client.chat.completions.create(
+        model="tiny", messages=QUESTION, max_tokens=12, temperature=0, extra_body={"seed": 1}
+    )
+    choice = reply.choices[0]
+    (expected,) = generate_batched(load_model(tiny_model), load_tokenizer(tiny_model), [QUESTION], 12, desc="")
+    assert choice.message.content.strip() == expected.text
+    assert choice.finish_reason == "length" and reply.usage.completion_tokens == 12  # the random model never stops
+    assert reply.usage.prompt_tokens > 5 and reply.model == "tiny"
+
+
+def test_streaming_sends_the_same_text_in_pieces(server):
+    base_url, _ = server
+    client = _client(base_url)
+    settings = {"model": "tiny", "messages": QUESTION, "max_tokens": 10, "temperature": 0}
+    whole = client.chat.completions.create(**settings).choices[0].message.content
+    chunks = list(client.chat.completions.create(stream=True, **settings))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert "".join(pieces) == whole
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_fifty_concurrent_requests_all_succeed_in_batches(server):
+    base_url, engine = server
+    client = _client(base_url)
+    before = engine.batches
+
+    def ask(i: int):
+        messages = [{"role": "user", "content": f"Question number {i}: what is {i} plus {i}?"}]
+        return client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, temperature=0)
+
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(ask, range(50)))
+    assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
+    assert all(isinstance(r.choices[0].message.content, str) for r in replies)
+    assert engine.batches - before < 25, "concurrent requests are generated together"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (b'{"model": "tiny"}', 400, "messages"),
+        (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "messages[0].role"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', 400, "messages[0].content"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', 400, "max_tokens"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', 400, "temperature"),
+        (b'{"messages": [{"role": "user", "content": "hi"}], "n": 3}', 400, "n"),
+        (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', 404, "model"),
+    ],
+)
+def test_malformed_requests_get_4xx_and_the_server_keeps_serving(server, body, status, param):
+    base_url, _ = server
+    response = httpx.post(f"{base_url}/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["error"]["param"] == param
+    ok = httpx.post(f"{base_url}/chat/completions", json={"messages": QUESTION, "max_tokens": 2}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_unknown_routes_and_health(server):
+    base_url, _ = server
+    root = base_url.removesuffix("/v1")
+    assert httpx.get(f"{root}/health").json()["status"] == "ok"
+    assert httpx.get(f"{root}/nope").status_code == 404
+    assert httpx.post(f"{base_url}/completions", json={}).status_code == 404
+
+
+def test_saro_teacher_client_reads_finish_reason_and_usage(server):
+    base_url, _ = server
+    teacher = HttpTeacher(TeacherConfig(kind="http", model="tiny", base_url=base_url, max_tokens=5, temperature=0))
+    reply = teacher.chat(QUESTION)
+    assert reply["finish_reason"] == "length" and reply["completion_tokens"] == 5
+    assert teacher.complete(QUESTION) == reply["text"]
