@@ -93,15 +93,16 @@ def load_tokenizer(name: str | Path, padding_side: str = "left"):
     return tokenizer
 
 
-def load_model(name: str | Path, dtype: str = "auto"):
-    """The causal LM in eval mode; float32 on CPU (bf16 matmuls are slow there), bf16 on GPU unless told."""
+def load_model(name: str | Path, dtype: str = "auto", place: bool = True):
+    """The causal LM in eval mode; float32 on CPU (bf16 matmuls are slow there), bf16 on GPU unless told.
+    `place=False` leaves it on the CPU for a trainer to place (one device per process under accelerate)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if dtype == "auto":
         dtype = "bfloat16" if torch.cuda.is_available() else "float32"
     model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype))
-    if torch.cuda.is_available():
+    if place and torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval()
 

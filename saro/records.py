@@ -111,7 +111,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Write records atomically (temp file, then rename); returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # several processes may write the same file
     count = 0
     with tmp.open("w", encoding="utf-8") as handle:
         for record in records:

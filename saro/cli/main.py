@@ -80,7 +80,10 @@ def report_srpo_synthesis(stats: dict, output) -> None:
 
 def report_training(stage: str, path) -> None:
     import json
+    import os
 
+    if int(os.environ.get("RANK", "0")) != 0:  # several training processes: the main one reports
+        return
     info = json.loads((path / "saro_training.json").read_text())
     print(f"train {stage}: model -> {path} in {info['seconds']:.0f}s")
     if info.get("margins"):

@@ -51,12 +51,14 @@ def cpu_safe_defaults() -> dict:
     gpu = torch.cuda.is_available()
     return {
         "bf16": gpu,
+        "use_cpu": not gpu,  # also what makes several CPU processes (gloo) train as one DDP job
         "report_to": "none",
         "logging_steps": 5,
         "save_strategy": "epoch",
         "save_total_limit": 1,
         "activation_checkpointing": gpu,
         "dataloader_num_workers": 0,
+        "ddp_find_unused_parameters": False,  # every trained parameter gets a gradient; True costs a graph walk
         "seed": 0,
     }
 
@@ -79,14 +81,24 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 
 def save_final(trainer, tokenizer, output_dir: str | Path, merge: bool, info: dict) -> Path:
-    """Save a loadable model folder (adapters merged when asked) with the tokenizer and a training summary."""
+    """Save a loadable model folder (adapters merged when asked) with the tokenizer and a training summary.
+
+    Under several processes (DDP, DeepSpeed ZeRO-3, FSDP) the trainer gathers the weights and the main process
+    writes them; LoRA adapters are then saved unmerged (merge them later with peft's `merge_and_unload`)."""
     output_dir = Path(output_dir)
     model = trainer.model
-    if merge and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    (output_dir / "saro_training.json").write_text(json.dumps(to_plain(info), indent=2, default=str) + "\n")
+    if trainer.args.world_size > 1:
+        trainer.save_model(str(output_dir))
+        if merge and hasattr(model, "merge_and_unload"):
+            log.warning("LoRA adapters saved unmerged: merging needs the full weights in one process")
+    elif merge and hasattr(model, "merge_and_unload"):
+        model.merge_and_unload().save_pretrained(output_dir)
+    else:
+        model.save_pretrained(output_dir)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(output_dir)
+        info = {**info, "processes": trainer.args.world_size}
+        (output_dir / "saro_training.json").write_text(json.dumps(to_plain(info), indent=2, default=str) + "\n")
     return output_dir
 
 

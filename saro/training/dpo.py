@@ -11,6 +11,7 @@ accuracies are evaluated on held-out pairs and on a sample of training pairs dur
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -22,7 +23,7 @@ from typing import ClassVar
 
 from saro.errors import DataError
 from saro.preference.pairs import PAIR_TYPES
-from saro.records import HARMFUL_KINDS, read_jsonl
+from saro.records import HARMFUL_KINDS, read_jsonl, write_jsonl
 from saro.training.common import LoraSettings, last_checkpoint, save_final
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,23 @@ def _strip(pairs: list[dict]) -> list[dict]:
     return [{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
 
 
+def _dataset(pairs: list[dict], path: Path):
+    """The pairs as a dataset backed by `path` (the exact pairs trained on, kept beside the model). TRL caches
+    precomputed reference log-probs next to a dataset's files; an in-memory dataset gets a temporary folder per
+    process, and under several processes the others then miss the main process's cache."""
+    from datasets import load_dataset
+
+    rows = _strip(pairs)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:  # same file, same mtime: one dataset cache
+        write_jsonl(path, rows)
+    return load_dataset("json", data_files=str(path), split="train", cache_dir=str(path.parent / "cache"))
+
+
 def build_trainer(config: DPOStageConfig, trl_config):
     """The configured DPOTrainer (datasets tokenized, reference log-probs precomputed if asked) and what was
     measured on the data on the way: pair counts and truncation."""
     import torch
-    from datasets import Dataset
     from trl import DPOTrainer
 
     from saro.models import load_model, load_tokenizer
@@ -158,11 +171,14 @@ def build_trainer(config: DPOStageConfig, trl_config):
             truncation["truncated_tokens"],
         )
     eval_sets = {}
-    if heldout:
-        eval_sets["heldout"] = Dataset.from_list(_strip(heldout))
-    if config.eval_train_pairs:
-        sample = random.Random(config.seed).sample(train_pairs, min(config.eval_train_pairs, len(train_pairs)))
-        eval_sets["train"] = Dataset.from_list(_strip(sample))
+    data_dir = Path(trl_config.output_dir) / "pairs"
+    with trl_config.main_process_first(desc="pair files"):  # the others then read the main process's files
+        train_dataset = _dataset(train_pairs, data_dir / "train.jsonl")
+        if heldout:
+            eval_sets["heldout"] = _dataset(heldout, data_dir / "heldout.jsonl")
+        if config.eval_train_pairs:
+            sample = random.Random(config.seed).sample(train_pairs, min(config.eval_train_pairs, len(train_pairs)))
+            eval_sets["train"] = _dataset(sample, data_dir / "train-sample.jsonl")
     steps_per_epoch = math.ceil(
         len(train_pairs) / (trl_config.per_device_train_batch_size * trl_config.gradient_accumulation_steps)
     )
@@ -172,16 +188,17 @@ def build_trainer(config: DPOStageConfig, trl_config):
         trl_config.eval_steps = max(1, math.ceil(total_steps / config.eval_points))
 
     torch.manual_seed(trl_config.seed)
-    model = load_model(config.model)
+    model = load_model(config.model, place=False)  # the trainer puts it on this process's device
     model.train()
     peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
     # Full fine-tuning needs a frozen copy as reference unless its log-probs are precomputed before training.
-    ref_model = None if config.lora or trl_config.precompute_ref_log_probs else load_model(config.model)
+    frozen_reference = not (config.lora or trl_config.precompute_ref_log_probs)
+    ref_model = load_model(config.model, place=False) if frozen_reference else None
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
         args=trl_config,
-        train_dataset=Dataset.from_list(_strip(train_pairs)),
+        train_dataset=train_dataset,
         eval_dataset=eval_sets or None,
         processing_class=tokenizer,
         peft_config=peft_config,
@@ -212,7 +229,9 @@ def run_dpo(config: DPOStageConfig, trl_config, stage: str = "srpo") -> Path:
     # step 0 is the RW model itself (the reference): margin 0 by definition, the curve starts there
     start = [{**start_metrics, "step": 0}] if start_metrics else []
     margins = margin_history(start + trainer.state.log_history)
-    plot_path = plot_margins(margins, Path(trl_config.output_dir) / "margins.png", title=f"{stage}: {config.model}")
+    plot_path = Path(trl_config.output_dir) / "margins.png"
+    if trainer.is_world_process_zero():
+        plot_margins(margins, plot_path, title=f"{stage}: {config.model}")
     info = {
         "stage": f"{stage}_dpo" if stage == "srpo" else stage,
         "config": config,

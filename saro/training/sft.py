@@ -96,7 +96,7 @@ def run_sft(config: SFTStageConfig, trl_config) -> Path:
             [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records]
         )
     torch.manual_seed(trl_config.seed)
-    model = load_model(config.model)
+    model = load_model(config.model, place=False)  # the trainer puts it on this process's device
     model.train()
     peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
     trainer = SFTTrainer(
