@@ -90,6 +90,8 @@ def test_easy_capability_items_are_checkable_and_seeded():
         op = {"+": "+", "plus": "+", "minus": "-", "times": "*"}[op if op in "+" else record.prompt.split()[3]]
         assert str(eval(f"{a}{op}{b}")) == record.reference  # noqa: S307 - digits and one operator
     assert {r.meta["task"] for r in items} == {"arithmetic", "capitals"}
+    suite = build_suite(SuiteSpec(name="e", type="capability", sources=[SourceSpec("easy")], limit=120))
+    assert len(suite) == 120, "the suite's limit is the generated count"
 
 
 @pytest.mark.parametrize(

@@ -66,9 +66,9 @@ def _sample(records: list, limit: int | None, seed: int) -> list:
     return random.Random(seed).sample(records, limit)
 
 
-def _load(spec: SourceSpec, seed: int) -> list[PromptRecord]:
-    if spec.name == "easy":  # generated, so `path` has no meaning; `limit` is the item count
-        return easy_capability_items(spec.limit or 100, seed)
+def _load(spec: SourceSpec, seed: int, suite_limit: int | None = None) -> list[PromptRecord]:
+    if spec.name == "easy":  # generated, so `path` has no meaning: the source's or the suite's limit is the count
+        return easy_capability_items(spec.limit or suite_limit or 100, seed)
     if spec.name == "prompts":
         if not spec.path:
             raise ConfigError("source 'prompts' needs a path to a prompt-record JSONL file")
@@ -84,7 +84,7 @@ def _tag(records: list[PromptRecord], suite: SuiteSpec) -> list[PromptRecord]:
 
 def build_suite(suite: SuiteSpec, seed: int = 0) -> list[PromptRecord]:
     """The suite's prompts, sub-sampled with `seed`; every record's meta names its suite."""
-    loaded = [r for spec in suite.sources for r in _load(spec, seed)]
+    loaded = [r for spec in suite.sources for r in _load(spec, seed, suite.limit)]
     if suite.kinds:
         loaded = [r for r in loaded if r.kind in suite.kinds]
     if suite.type != "jailbreak":
