@@ -276,3 +276,39 @@ def test_sub_sample_balances_refusing_and_answering_sides():
     assert len(groups) == 4  # round-robin reaches every answering group
     assert len(balanced_subset(pairs, 12, seed=0, balance_sides=False)) == 12
     assert balanced_subset(pairs, 40, seed=1) != chosen  # the seed picks which pairs
+
+
+def test_synthesis_samples_traces_from_an_endpoint(tmp_path, tiny_model, scripted_server):
+    """With `endpoint`, traces come from an OpenAI-compatible server (vLLM serving the RW model, say): one request
+    per prompt and sample, the sample's seed sent along, a reply cut by max_tokens kept as truncated."""
+    from test_preference import BENIGN, BENIGN_OK, BENIGN_SUSPICIOUS, EARLY, HARMFUL, LATE
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in (HARMFUL, BENIGN)))
+    replies = {(HARMFUL.prompt, 0): (LATE, "length"), (HARMFUL.prompt, 1): EARLY}
+    replies |= {(BENIGN.prompt, 0): BENIGN_SUSPICIOUS, (BENIGN.prompt, 1): BENIGN_OK}
+    seen = []
+
+    def reply(body):
+        seen.append((body["messages"][-1]["content"], body["seed"], body["temperature"]))
+        return replies[(body["messages"][-1]["content"], body["seed"])]
+
+    scripted_server.reply = reply
+    out = tmp_path / "srpo.jsonl"
+    args = ["synth", "srpo", f"model={tiny_model}", f"output={out}", f"prompts_file={prompts}", "samples=2"]
+    args += [
+        "heldout_prompts_file=null",
+        f"answer_model={tiny_model}",
+        f"endpoint.base_url={scripted_server.base_url}",
+    ]
+    assert main(args) == 0
+    assert sorted(seen) == sorted(
+        [(HARMFUL.prompt, 0, 0.0), (HARMFUL.prompt, 1, 1.0), (BENIGN.prompt, 0, 0.0), (BENIGN.prompt, 1, 1.0)]
+    )
+    traces = {line["id"]: line["traces"] for line in _lines(tmp_path / "srpo.traces.jsonl")}
+    assert [t["text"] for t in traces["h1"]] == [LATE, EARLY] and [t["truncated"] for t in traces["h1"]] == [
+        True,
+        False,
+    ]
+    pairs = _lines(out)
+    assert any(p["meta"]["kind"] == "harmful" and p["meta"]["pair_type"] == "pp" for p in pairs)

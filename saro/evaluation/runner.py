@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 from saro.config import config_hash, to_plain
 from saro.errors import ConfigError
 from saro.evaluation.capability import item_correct
-from saro.evaluation.generate import generate_batched
 from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
 from saro.evaluation.metrics import TRUNCATED, suite_metrics
 from saro.evaluation.refusal import classify_refusal
@@ -49,23 +48,10 @@ from saro.records import (
     write_jsonl,
     write_manifest,
 )
+from saro.sampling import EndpointConfig, Sampler
 from saro.sources import find_leaks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EndpointConfig:
-    """An OpenAI-compatible server to generate with instead of a local model (vLLM, an API model, `saro serve`)."""
-
-    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL."})
-    model: str | None = field(default=None, metadata={"help": "Served model name (default: `model`)."})
-    api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
-    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer for token counts (path / hub id)."})
-    concurrency: int = field(default=8, metadata={"help": "Parallel requests."})
-    timeout: float = field(default=300.0, metadata={"help": "Seconds per request."})
-    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx and network errors."})
-    backoff: float = field(default=1.0, metadata={"help": "First retry delay; doubles each retry."})
 
 
 @dataclass
@@ -137,65 +123,6 @@ def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
     return items, info
 
 
-class _Generator:
-    """Local batched generation, or requests to an endpoint; both return (text, truncated, token counter)."""
-
-    def __init__(self, config: EvalConfig):
-        from saro.models import load_model, load_tokenizer
-
-        self.config = config
-        if config.endpoint is None:
-            self.model, self.tokenizer = load_model(config.model), load_tokenizer(config.model)
-            return
-        from saro.teachers.base import TeacherConfig
-        from saro.teachers.http import HttpTeacher
-
-        e = config.endpoint
-        self.client = HttpTeacher(
-            TeacherConfig(
-                kind="http",
-                model=e.model or config.model,
-                base_url=e.base_url,
-                api_key_env=e.api_key_env,
-                temperature=config.temperature,
-                max_tokens=config.max_new_tokens,
-                concurrency=e.concurrency,
-                timeout=e.timeout,
-                max_retries=e.max_retries,
-                backoff=e.backoff,
-            )
-        )
-        self.tokenizer = load_tokenizer(e.tokenizer) if e.tokenizer else None
-
-    def count(self, text: str) -> int:
-        if not text:
-            return 0
-        if self.tokenizer is None:  # no tokenizer for an API model: about 4 characters a token
-            return max(1, round(len(text) / 4))
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def generate(self, records: list[PromptRecord], max_new_tokens: int) -> list[tuple[str, bool]]:
-        conversations = [[{"role": "user", "content": r.prompt}] for r in records]
-        if self.config.endpoint is None:
-            outputs = generate_batched(
-                self.model,
-                self.tokenizer,
-                conversations,
-                max_new_tokens,
-                len(conversations),
-                self.config.temperature,
-                self.config.seed,
-                desc="",
-            )
-            return [(o.text, o.truncated) for o in outputs]
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.client.config.max_tokens = max_new_tokens
-        with ThreadPoolExecutor(self.client.config.concurrency) as pool:
-            replies = list(pool.map(lambda c: self.client.chat(c, seed=self.config.seed), conversations))
-        return [(r["text"].strip(), r["finish_reason"] == "length") for r in replies]
-
-
 def _generate(config: EvalConfig, items: list[PromptRecord], path: Path) -> None:
     caps = {s.name: s.max_new_tokens or config.max_new_tokens for s in config.suites}
     # Similar lengths per batch (less padding); one cap per batch.
@@ -210,25 +137,26 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path) -> None
                 batches.append(([positions[i] for i in batch], cap))
         if not batches:
             return
-        generator = _Generator(config)
+        sampler = Sampler(config.model, config.endpoint, config.batch_size)
         for positions, cap in tqdm(batches, desc=f"eval {config.label}", unit="batch"):
-            outputs = generator.generate([order[i] for i in positions], cap)
-            for i, (text, truncated) in zip(positions, outputs):
+            conversations = [[{"role": "user", "content": order[i].prompt}] for i in positions]
+            outputs = sampler.generate(conversations, cap, config.temperature, config.seed)
+            for i, out in zip(positions, outputs):
                 if ids[i] in writer.done_ids:
                     continue
                 record = order[i]
-                reasoning, answer = split_output(text)
+                reasoning, answer = split_output(out.text)
                 writer.write(
                     {
                         "id": ids[i],
                         "prompt_id": record.id,
                         "suite": record.meta["suite"],
                         "model": config.model,
-                        "response": text,
+                        "response": out.text,
                         "reasoning": reasoning,
                         "answer": answer,
-                        "tokens": {"reasoning": generator.count(reasoning or ""), "answer": generator.count(answer)},
-                        "truncated": truncated,
+                        "tokens": {"reasoning": sampler.count(reasoning or ""), "answer": sampler.count(answer)},
+                        "truncated": out.truncated,
                         "max_new_tokens": cap,
                     }
                 )

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 
 from saro.config import config_hash, to_plain
 from saro.errors import ConfigError
-from saro.evaluation.generate import generate_batched
 from saro.policy import Policy, load_policy
 from saro.preference.judge import judge_messages, judge_trace, parse_judge_reply
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs
@@ -41,6 +40,7 @@ from saro.records import (
     write_jsonl,
     write_manifest,
 )
+from saro.sampling import EndpointConfig, Sampler
 from saro.synthesis.rw import teacher_messages
 from saro.teachers import TeacherConfig, TeacherJob, make_teacher
 
@@ -64,7 +64,8 @@ reply with "{t}."."""
 class SRPOSynthesisConfig:
     """SRPO synthesis settings.
 
-    Sampling: `model` (the RW model), `samples` traces per prompt (the first greedy, the rest at `temperature`),
+    Sampling: `model` (the RW model; its tokenizer formats the pairs), `endpoint` (sample from a server serving it,
+    e.g. vLLM, instead of loading it), `samples` traces per prompt (the first greedy, the rest at `temperature`),
     `max_new_tokens`, `batch_size` (also the resume unit). Prompts: `prompts_file`, `heldout_prompts_file`, and
     `per_kind` / `heldout_per_kind` to sub-sample them (seeded). Steps and judging: `steps`, `judge` (rules, or the
     teacher). Pairs: `min_step`, `mirror`, `op_per_prompt`. `teacher` writes continuations no sample provides and
@@ -79,6 +80,7 @@ class SRPOSynthesisConfig:
     )
     per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Training prompts per kind (all)."})
     heldout_per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Held-out prompts per kind."})
+    endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Sample from this server instead."})
     samples: int = field(default=2, metadata={"help": "Traces per prompt: the first greedy, the rest sampled."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of traces after the first."})
     max_new_tokens: int = field(default=192, metadata={"help": "Max tokens per trace (cut answers are trimmed)."})
@@ -140,7 +142,7 @@ class _LazyTeacher:
 
 def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
     """Sample, judge and pair for the training and held-out prompts, resuming from what exists. Returns stats."""
-    from saro.models import load_model, load_tokenizer
+    from saro.models import load_tokenizer
 
     started = time.time()
     policy = load_policy(config.policy)
@@ -148,7 +150,7 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
     if config.heldout_prompts_file:
         splits.append(("heldout", config.heldout_prompts_file, config.heldout_per_kind, config.heldout_output))
     tokenizer = load_tokenizer(config.model, padding_side="left")
-    model = None
+    sampler = None
     teacher = _LazyTeacher(config, policy)
     stats: dict = {}
     for split, prompts_file, per_kind, output in splits:
@@ -158,9 +160,9 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
         with JsonlWriter(sidecar(output, "prompts")) as finished:
             batches = pending_batches(records, [r.id for r in records], finished.done_ids, config.batch_size)
         _drop_unfinished_pairs(output, finished.done_ids)
-        if batches and model is None:
-            model = load_model(config.model)
-        _run_split(split, records, batches, output, config, policy, model, tokenizer, teacher)
+        if batches and sampler is None:
+            sampler = Sampler(config.model, config.endpoint, config.batch_size)
+        _run_split(split, records, batches, output, config, policy, sampler, tokenizer, teacher)
         stats[split] = summarize_pairs(output, sidecar(output, "prompts"))
         info = {"config": to_plain(config), "config_hash": config_hash(config), "split": split, "stats": stats[split]}
         write_manifest(output, info)
@@ -168,7 +170,7 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
     return stats
 
 
-def _run_split(split, records, batches, output, config, policy, model, tokenizer, teacher) -> None:
+def _run_split(split, records, batches, output, config, policy, sampler, tokenizer, teacher) -> None:
     traces_path, prompts_path = sidecar(output, "traces"), sidecar(output, "prompts")
     cached = {obj["id"]: obj for _, obj in read_jsonl(traces_path)} if traces_path.exists() else {}
     composer = PairComposer(policy)
@@ -188,7 +190,7 @@ def _run_split(split, records, batches, output, config, policy, model, tokenizer
         for positions in batches:
             batch = [records[i] for i in positions]
             if any(r.id not in cached for r in batch):
-                for record, generations in zip(batch, _sample(batch, model, tokenizer, config)):
+                for record, generations in zip(batch, _sample(batch, sampler, config)):
                     row = {"id": record.id, "kind": record.kind, "traces": generations}
                     if record.id not in trace_log.done_ids:
                         trace_log.write(row)
@@ -236,15 +238,13 @@ def _drop_unfinished_pairs(output: Path, finished: set[str]) -> None:
         write_jsonl(output, keep)
 
 
-def _sample(batch, model, tokenizer, config) -> list[list[dict]]:
+def _sample(batch, sampler, config) -> list[list[dict]]:
     """`samples` traces per prompt: sample 0 greedy (the model's mode), the others at `temperature`."""
     conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
     per_prompt: list[list[dict]] = [[] for _ in batch]
     for sample in range(config.samples):
         temperature = config.temperature if sample else 0.0
-        outputs = generate_batched(
-            model, tokenizer, conversations, config.max_new_tokens, len(batch), temperature, config.seed + sample, ""
-        )
+        outputs = sampler.generate(conversations, config.max_new_tokens, temperature, config.seed + sample)
         for row, out in zip(per_prompt, outputs):
             row.append({"sample": sample, "text": out.text, "tokens": out.tokens, "truncated": out.truncated})
     return per_prompt
