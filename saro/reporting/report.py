@@ -209,6 +209,8 @@ def _plot_tradeoff(models: list[dict], path: Path) -> Path:
     front = sorted(p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points))
     if len(front) > 1:
         ax.plot(*zip(*front), "--", color="grey", lw=0.8, label="Pareto front")
+    ax.set_xlim(left=-2)
+    ax.set_ylim(bottom=-2)
     ax.set(
         xlabel="over-refusal on safe look-alikes (%)",
         ylabel="attack success on harmful + jailbreak prompts (%)",
@@ -242,7 +244,7 @@ def _plot_families(models: list[dict], path: Path) -> Path | None:
                 values.append(100 * (rate or 0))
         ax.bar([j + i * width for j in range(len(values))], values, width, label=m["label"])
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(bars))], bars, rotation=35, ha="right", fontsize=7)
-    ax.set(ylabel="attack success (%)", title="jailbreak families")
+    ax.set(ylabel="attack success (%)", title="jailbreak families", ylim=(0, 100))
     ax.legend(fontsize=7)
     return _save(figure, path)
 
