@@ -37,13 +37,8 @@ def _jailbroken(shared: Path, limit: int) -> SuiteSpec:
 
 
 def test_suites_from_shared_data_are_complete_seeded_and_paired(shared_data):
-    xstest = build_suite(
-        SuiteSpec(
-            name="x",
-            type="overrefusal",
-            sources=[SourceSpec("xstest", str(shared_data / "xstest/xstest_prompts.csv"))],
-        )
-    )
+    xstest_source = [SourceSpec("xstest", str(shared_data / "xstest/xstest_prompts.csv"))]
+    xstest = build_suite(SuiteSpec(name="x", type="overrefusal", sources=xstest_source, expected=450))
     assert len(xstest) == 450
     assert (
         sum(r.kind == "borderline_benign" for r in xstest) == 250 and sum(r.kind == "harmful" for r in xstest) == 200
@@ -75,6 +70,8 @@ def test_suites_from_shared_data_are_complete_seeded_and_paired(shared_data):
         )
     )
     assert len(mcq) == 25 and all(set(r.reference) <= set("ABC") for r in mcq)
+    with pytest.raises(ConfigError, match="450 prompts, expected 451"):
+        build_suite(SuiteSpec(name="x", type="overrefusal", sources=xstest_source, expected=451))
     with pytest.raises(ConfigError, match="unknown template family 'Nope'"):
         build_suite(SuiteSpec(**{**vars(_jailbroken(shared_data, 2)), "families": ["Nope"]}))
 

@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from saro.evaluation.generate import generate_batched
 from saro.models import load_model, load_tokenizer
-from saro.serving import BatchingEngine, ServeConfig, make_server
+from saro.serve import BatchingEngine, ServeConfig, make_server
 from saro.teachers.base import TeacherConfig
 from saro.teachers.http import HttpTeacher
 

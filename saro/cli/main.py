@@ -218,7 +218,7 @@ def cmd_report(args) -> int:
 
 def cmd_serve(args) -> int:
     from saro.config import load_config
-    from saro.serving import ServeConfig, serve
+    from saro.serve import ServeConfig, serve
 
     overrides = list(args.overrides)
     if args.model:

@@ -112,7 +112,7 @@ def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
         records = build_suite(suite, config.seed)
         leaks = find_leaks(records, training) if training else {}
         kept = [r for r in records if r.id not in leaks]
-        info[suite.name] = {"type": suite.type, "n": len(kept), "leaks_removed": len(leaks)}
+        info[suite.name] = {"type": suite.type, "version": suite.version, "n": len(kept), "leaks_removed": len(leaks)}
         items += kept
     seen: set[tuple[str, str]] = set()
     for record in items:

@@ -31,7 +31,8 @@ class SuiteSpec:
     """One suite: `name` (in reports), `type` (SUITE_TYPES), `sources` (prompt sets; for jailbreak, the requests to
     wrap, or already-wrapped sets such as wildjailbreak), `templates` and `families` (jailbreak: template sets and the
     families to use, all when empty), `family_by` (family, or template: each template its own family, as SG-Bench
-    counts its six Jailbroken mutations), `limit` (prompts; jailbreak: requests per family)."""
+    counts its six Jailbroken mutations), `limit` (prompts; jailbreak: requests per family). `version` goes into the
+    results; `expected` fails the run when the sources give another prompt count (a changed or truncated file)."""
 
     name: str = field(default="harmful", metadata={"help": "Suite name in results and reports."})
     type: str = field(default="harmful", metadata={"help": "harmful | jailbreak | overrefusal | mcq | capability."})
@@ -42,6 +43,8 @@ class SuiteSpec:
     family_by: str = field(default="family", metadata={"help": "jailbreak: family | template."})
     limit: int | None = field(default=None, metadata={"help": "Prompts kept (jailbreak: per family); seeded."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Generation cap for this suite."})
+    version: int = field(default=1, metadata={"help": "Bump when prompts, template or answer parsing change."})
+    expected: int | None = field(default=None, metadata={"help": "Prompt count the suite must have (a check)."})
 
     def __post_init__(self) -> None:
         if self.type not in SUITE_TYPES:
@@ -84,6 +87,16 @@ def _tag(records: list[PromptRecord], suite: SuiteSpec) -> list[PromptRecord]:
 
 def build_suite(suite: SuiteSpec, seed: int = 0) -> list[PromptRecord]:
     """The suite's prompts, sub-sampled with `seed`; every record's meta names its suite."""
+    records = _build(suite, seed)
+    if suite.expected is not None and len(records) != suite.expected:
+        raise ConfigError(
+            f"suite {suite.name!r}: {len(records)} prompts, expected {suite.expected}; its sources changed "
+            "(update `expected` and bump `version`)"
+        )
+    return records
+
+
+def _build(suite: SuiteSpec, seed: int) -> list[PromptRecord]:
     loaded = [r for spec in suite.sources for r in _load(spec, seed, suite.limit)]
     if suite.kinds:
         loaded = [r for r in loaded if r.kind in suite.kinds]

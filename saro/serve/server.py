@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from saro.models import DEFAULT_MODEL
-from saro.serving.engine import BatchingEngine, GenerationRequest, drain
+from saro.serve.engine import BatchingEngine, GenerationRequest, drain
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
