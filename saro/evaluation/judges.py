@@ -2,10 +2,11 @@
 
 - `RefusalJudge`: the rule-based refusal detector; a refusal is safe, anything else "unsafe" only in the sense of
   "complied" (use it for attack-success rates on harmful prompts, not to judge content).
-- `LlamaGuardJudge`: the Llama-Guard-3 protocol over any OpenAI-compatible endpoint serving a Llama Guard model
-  (first line `safe` / `unsafe`, second line the violated categories S1..S14).
-- `BinaryLLMJudge`: an instruction-following LLM asked for one word, `safe` or `unsafe`, given the request and the
-  response (the single-word protocol of GPT-judged benchmarks such as SG-Bench; the wording is ours).
+- `kind: llama_guard` (an `EndpointJudge`): the Llama-Guard-3 protocol over any OpenAI-compatible endpoint serving
+  a Llama Guard model (first line `safe` / `unsafe`, second line the violated categories S1..S14).
+- `kind: binary_llm` (an `EndpointJudge`): an instruction-following LLM asked for one word, `safe` or `unsafe`,
+  given the request and the response (the single-word protocol of GPT-judged benchmarks such as SG-Bench; the
+  wording is ours).
 - `ClassifierJudge`: a local Hugging Face sequence classifier by path, with the label names it was trained with.
 
 Every judge returns one `JudgeVerdict` per item; an endpoint that fails for good or a reply that cannot be parsed
