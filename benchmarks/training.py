@@ -2,7 +2,7 @@
 second model in memory. Every case runs in its own process (peak memory per case); saro and TRL alternate, and each
 case's median over `--repeats` is kept, so the ratios come from one run on one machine.
 
-    OMP_NUM_THREADS=2 python benchmarks/training.py --repeats 2          # all cases, then the summary
+    OMP_NUM_THREADS=2 python benchmarks/training.py --repeats 2          # all cases (after a warm-up round)
     OMP_NUM_THREADS=2 python benchmarks/training.py --case dpo-trl       # one case, JSON on stdout
 
 Each case trains the same model on the same records with the same TRL settings for `--steps` optimizer steps,
@@ -130,22 +130,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1, help="Rounds run first and discarded (cold file cache).")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case, args)))
         return
 
     runs: dict[str, list[dict]] = {case: [] for case in CASES}
-    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("case", "repeats")]
-    for _ in range(args.repeats):
+    forwarded = [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("case", "repeats", "warmup")
+    ]
+    for round_ in range(args.warmup + args.repeats):
         for case in CASES:  # saro and TRL alternate, so drift in machine speed hits both
             out = subprocess.run(
                 [sys.executable, __file__, "--case", case, *forwarded], capture_output=True, text=True
             )
             if out.returncode != 0:
                 sys.exit(f"{case} failed:\n{out.stderr[-3000:]}")
-            runs[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(json.dumps(runs[case][-1]), file=sys.stderr)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            print(json.dumps({**result, "warmup": round_ < args.warmup}), file=sys.stderr)
+            if round_ >= args.warmup:
+                runs[case].append(result)
     median = {case: statistics.median(r["seconds"] for r in rs) for case, rs in runs.items()}
     summary = {
         "median_seconds": median,
