@@ -41,7 +41,7 @@ def test_installed_entry_point_answers_help():
     result = subprocess.run([str(entry_point), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "synth" in result.stdout and "train" in result.stdout
     result = subprocess.run([sys.executable, "-m", "saro.cli.main", "synth", "--help"], capture_output=True, text=True)
-    assert "example: saro synth srpo" in result.stdout and "{rw,srpo}" in result.stdout
+    assert "example: saro synth srpo" in result.stdout and "{rw,srpo,baselines}" in result.stdout
 
 
 def test_cli_docs_are_current():
