@@ -223,7 +223,14 @@ def cmd_serve(args) -> int:
     overrides = list(args.overrides)
     if args.model:
         overrides.append(args.model if "=" in args.model else f"model={args.model}")
-    serve(load_config(ServeConfig, args.config, "serve", overrides, SECTIONS))
+    config = load_config(ServeConfig, args.config, "serve", overrides, SECTIONS)
+
+    def ready(server) -> None:
+        host, port = server.server_address[:2]
+        name = config.served_name or config.model
+        print(f"saro serve: {name} on http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
+
+    serve(config, ready)
     return 0
 
 

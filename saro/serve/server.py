@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -247,17 +246,15 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
 
 
 def serve(config: ServeConfig, ready=None) -> None:
-    """Load the model, start the engine and serve until interrupted. `ready(server)` is called once listening."""
+    """Load the model, start the engine and serve until interrupted; `ready(server)` runs once it listens."""
     from saro.models import load_model, load_tokenizer
 
     engine = BatchingEngine(
         load_model(config.model), load_tokenizer(config.model), config.max_batch_size, config.batch_wait_ms
     )
     server = make_server(config, engine)
-    host, port = server.server_address[:2]
-    print(f"saro serve: {config.served_name or config.model} on http://{host}:{port}/v1", flush=True)
     if ready:
-        threading.Thread(target=ready, args=(server,), daemon=True).start()
+        ready(server)
     try:
         server.serve_forever()
     finally:
