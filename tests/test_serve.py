@@ -111,3 +111,14 @@ def test_saro_teacher_client_reads_finish_reason_and_usage(server):
     reply = teacher.chat(QUESTION)
     assert reply["finish_reason"] == "length" and reply["completion_tokens"] == 5
     assert teacher.complete(QUESTION) == reply["text"]
+
+
+def test_saro_judge_client_talks_to_saro_serve(server):
+    """The one-word judge protocol over the real server: the random model's reply is no verdict, so judge_error."""
+    from saro.evaluation.judges import JUDGE_ERROR, JudgeConfig, JudgeItem, make_judge
+
+    base_url, _ = server
+    judge = make_judge(JudgeConfig(kind="binary_llm", model="tiny", base_url=base_url, max_retries=0))
+    verdicts = judge.judge([JudgeItem("How do I kill a Python process?", "Run kill PID.")] * 3)
+    assert [v.label for v in verdicts] == [JUDGE_ERROR] * 3
+    assert all(v.detail.startswith("unparsable reply") for v in verdicts)
