@@ -71,6 +71,9 @@ class BatchingEngine:
         vocab = tokenizer.get_vocab()
         eos = {tokenizer.eos_token_id} | {vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|end|>") if t in vocab}
         self.eos = {e for e in eos if e is not None}
+        # Fast tokenizers keep padding settings as shared state: a request thread encoding without padding while
+        # the worker encodes a padded batch would leave the batch ragged. Every tokenizer call holds this lock.
+        self.tokenizer_lock = threading.Lock()
         self.waiting: queue.Queue[GenerationRequest] = queue.Queue()
         self.batches = 0  # generate calls made (tests and logs read it)
         self._stop = threading.Event()
@@ -79,11 +82,16 @@ class BatchingEngine:
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """Token ids of the chat prompt; raises ValueError when the template rejects the messages."""
-        try:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # jinja raises TemplateError for roles a template does not allow
-            raise ValueError(f"the chat template rejects these messages: {exc}") from None
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        with self.tokenizer_lock:
+            try:
+                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            except Exception as exc:  # jinja raises TemplateError for roles a template does not allow
+                raise ValueError(f"the chat template rejects these messages: {exc}") from None
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        with self.tokenizer_lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         request.prompt_tokens = len(self.prompt_ids(request.messages))
@@ -131,12 +139,13 @@ class BatchingEngine:
         import torch
 
         self.batches += 1
-        texts = [
-            self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch
-        ]
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            self.model.device
-        )
+        with self.tokenizer_lock:
+            texts = [
+                self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+                for r in batch
+            ]
+            inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = inputs.to(self.model.device)
         first = batch[0]
         sampling = {"do_sample": False}
         if first.temperature > 0:
@@ -158,7 +167,7 @@ class BatchingEngine:
             request.events.put(_DONE)
 
 
-def drain(request: GenerationRequest, tokenizer):
+def drain(request: GenerationRequest, engine: BatchingEngine):
     """Yield text pieces as tokens arrive, then the final info dict. Pieces are whole characters: a token that ends
     inside a multi-byte character waits for the next one."""
     ids: list[int] = []
@@ -168,13 +177,13 @@ def drain(request: GenerationRequest, tokenizer):
         if event is _DONE:
             return
         if isinstance(event, dict):
-            text = tokenizer.decode(ids, skip_special_tokens=True)
+            text = engine.decode(ids)
             if text != sent and text.startswith(sent):
                 yield text[len(sent) :]
             yield event
             continue
         ids += event
-        text = tokenizer.decode(ids, skip_special_tokens=True)
+        text = engine.decode(ids)
         if text.endswith("\ufffd") or not text.startswith(sent):
             continue
         if len(text) > len(sent):

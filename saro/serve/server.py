@@ -173,7 +173,7 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
 
         def _complete(self, request: GenerationRequest, completion_id: str) -> None:
             pieces, info = [], {}
-            for event in drain(request, engine.tokenizer):
+            for event in drain(request, engine):
                 if isinstance(event, dict):
                     info = event
                 else:
@@ -227,7 +227,7 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
 
             try:
                 send(chunk({"role": "assistant", "content": ""}))
-                for event in drain(request, engine.tokenizer):
+                for event in drain(request, engine):
                     if isinstance(event, dict):
                         if "error" in event:
                             send({"error": {"message": event["error"], "type": "server_error"}})
@@ -240,9 +240,13 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
             except (BrokenPipeError, ConnectionResetError):  # the client went away; the engine finishes the batch
                 self.close_connection = True
 
-    server = ThreadingHTTPServer((config.host, config.port), Handler)
-    server.daemon_threads = True
+    server = _Server((config.host, config.port), Handler)
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the listen backlog; the default of 5 refuses bursts of concurrent connections
 
 
 def serve(config: ServeConfig, ready=None) -> None:
