@@ -162,23 +162,19 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _pct(rate: dict | None) -> str:
-    if not rate or rate.get("rate") is None:
-        return "-"
-    return f"{100 * rate['rate']:.1f} [{100 * rate['lo']:.0f}-{100 * rate['hi']:.0f}]"
-
-
 def summary_rows(results: dict) -> dict:
     """One row per suite: n, the suite's headline rate with its 95% interval, truncation and mean tokens."""
+    from saro.reporting.report import cell
+
     rows = {}
     for name, suite in results["suites"].items():
         row = {"n": suite["n"], "tokens": f"{suite['tokens']['reasoning']:.0f}+{suite['tokens']['answer']:.0f}"}
         if "attack_success" in suite:
-            row["metric"], row["value"] = "attack success %", _pct(suite["attack_success"])
+            row["metric"], row["value"] = "attack success %", cell(suite["attack_success"])
         elif "benign" in suite:
-            row["metric"], row["value"] = "over-refusal %", _pct(suite["benign"]["over_refusal"])
+            row["metric"], row["value"] = "over-refusal %", cell(suite["benign"]["over_refusal"])
         elif "accuracy" in suite:
-            row["metric"], row["value"] = "accuracy %", _pct(suite["accuracy"])
+            row["metric"], row["value"] = "accuracy %", cell(suite["accuracy"])
         row["truncated"] = f"{100 * suite['tokens']['truncated']:.0f}%"
         rows[name] = row
     return rows

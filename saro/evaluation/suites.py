@@ -13,13 +13,12 @@ Sub-sampling is seeded and recorded with the results, so two models are always c
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 from saro.errors import ConfigError
 from saro.evaluation.capability import easy_capability_items
 from saro.records import PromptRecord, read_prompts
-from saro.sources import SOURCES, TEMPLATE_SOURCES, SourceSpec, load_source, load_templates
+from saro.sources import SOURCES, TEMPLATE_SOURCES, SourceSpec, load_source, load_templates, sample_records
 from saro.sources.templates import wrap_prompts
 
 SUITE_TYPES = ("harmful", "jailbreak", "overrefusal", "mcq", "capability")
@@ -63,19 +62,13 @@ class SuiteSpec:
             raise ValueError(f"suite {self.name!r}: a jailbreak suite needs templates or pre-wrapped sources")
 
 
-def _sample(records: list, limit: int | None, seed: int) -> list:
-    if limit is None or len(records) <= limit:
-        return list(records)
-    return random.Random(seed).sample(records, limit)
-
-
 def _load(spec: SourceSpec, seed: int, suite_limit: int | None = None) -> list[PromptRecord]:
     if spec.name == "easy":  # generated, so `path` has no meaning: the source's or the suite's limit is the count
         return easy_capability_items(spec.limit or suite_limit or 100, seed)
     if spec.name == "prompts":
         if not spec.path:
             raise ConfigError("source 'prompts' needs a path to a prompt-record JSONL file")
-        return _sample(read_prompts(spec.path), spec.limit, seed)
+        return sample_records(read_prompts(spec.path), spec.limit, seed)
     return load_source(spec, seed)
 
 
@@ -103,14 +96,14 @@ def _build(suite: SuiteSpec, seed: int) -> list[PromptRecord]:
     if suite.type != "jailbreak":
         if suite.type == "harmful":
             loaded = [r for r in loaded if r.kind == "harmful"]
-        return _tag(_sample(loaded, suite.limit, seed), suite)
+        return _tag(sample_records(loaded, suite.limit, seed), suite)
 
     wrapped = [r for r in loaded if r.kind == "jailbreak"]  # already-wrapped sets: one family each
     by_family: dict[str, list[PromptRecord]] = {}
     for record in wrapped:
         by_family.setdefault(record.template_family or record.source, []).append(record)
-    records = [r for family in sorted(by_family) for r in _sample(by_family[family], suite.limit, seed)]
-    requests = _sample([r for r in loaded if r.kind == "harmful"], suite.limit, seed)
+    records = [r for family in sorted(by_family) for r in sample_records(by_family[family], suite.limit, seed)]
+    requests = sample_records([r for r in loaded if r.kind == "harmful"], suite.limit, seed)
     templates = load_templates(suite.templates)
     known = {t.family for t in templates}
     missing = sorted(set(suite.families) - known)

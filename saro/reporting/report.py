@@ -92,17 +92,18 @@ def over_refusal(results: dict, metric: str = "over_refusal") -> dict | None:
     return wilson(k, n) if n else None
 
 
-def mean_tokens(folder: Path, ids: set[str]) -> dict:
+def token_counts(folder: Path) -> dict[str, dict]:
+    """Reasoning and answer token counts per generation id, read once per model."""
+    return {g["id"]: g["tokens"] for _, g in read_jsonl(Path(folder) / "generations.jsonl")}
+
+
+def mean_tokens(counts: dict[str, dict], ids: set[str]) -> dict:
     """Mean reasoning and answer tokens over the generations with these ids."""
-    rows = [g for _, g in read_jsonl(Path(folder) / "generations.jsonl") if g["id"] in ids]
+    rows = [counts[i] for i in ids if i in counts]
     n = len(rows) or 1
-    reasoning = sum(g["tokens"]["reasoning"] for g in rows) / n
-    answer = sum(g["tokens"]["answer"] for g in rows) / n
+    reasoning = sum(t["reasoning"] for t in rows) / n
+    answer = sum(t["answer"] for t in rows) / n
     return {"reasoning": reasoning, "answer": answer, "total": reasoning + answer, "n": len(rows)}
-
-
-def generation_ids(folder: Path) -> set[str]:
-    return {g["id"] for _, g in read_jsonl(Path(folder) / "generations.jsonl")}
 
 
 def _headline(models: list[dict]) -> Table:
@@ -330,9 +331,10 @@ def build_report(config: ReportConfig) -> dict:
     baseline = next((m for m in models if m["label"] == config.baseline), None) if config.baseline else models[0]
     if baseline is None:
         raise DataError(f"report: baseline {config.baseline!r} is none of the models {labels}")
-    common = set.intersection(*(generation_ids(m["folder"]) for m in models))
-    for m in models:
-        m["tokens"] = mean_tokens(m["folder"], common)
+    counts = [token_counts(m["folder"]) for m in models]
+    common = set.intersection(*(set(c) for c in counts))
+    for m, c in zip(models, counts):
+        m["tokens"] = mean_tokens(c, common)
     out = Path(config.output)
     plots = {
         "Safety vs over-refusal": _plot_tradeoff(models, out / "tradeoff.png"),

@@ -96,7 +96,7 @@ def load_source(spec: SourceSpec, seed: int = 0) -> list[PromptRecord]:
     if spec.name not in SOURCES:
         raise ConfigError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
     records = SOURCES[spec.name](spec.path)
-    return _sample(records, spec.limit, seed)
+    return sample_records(records, spec.limit, seed)
 
 
 def load_templates(specs: list[SourceSpec], max_chars: int | None = None) -> list[Template]:
@@ -107,7 +107,8 @@ def load_templates(specs: list[SourceSpec], max_chars: int | None = None) -> lis
     return templates
 
 
-def _sample(records: list, limit: int | None, seed: int) -> list:
+def sample_records(records: list, limit: int | None, seed: int) -> list:
+    """At most `limit` records, drawn with `seed`, in their original order."""
     if limit is None or len(records) <= limit:
         return records
     keep = set(random.Random(seed).sample(range(len(records)), limit))
@@ -164,8 +165,8 @@ def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[
             if group in held and per_group[group] < (config.heldout_per_group or len(records)):
                 per_group[group] += 1
                 held_records.append(record)
-        heldout += _sample(held_records, config.heldout_per_kind.get(kind, 0), config.seed)
-        train += _sample([r for r in records if _group(r) not in held], config.per_kind.get(kind), config.seed)
+        heldout += sample_records(held_records, config.heldout_per_kind.get(kind, 0), config.seed)
+        train += sample_records([r for r in records if _group(r) not in held], config.per_kind.get(kind), config.seed)
 
     reference = [r for spec in config.exclude for r in load_source(spec, config.seed)] + heldout
     leaks = find_leaks(train, reference) if reference else {}
@@ -209,5 +210,6 @@ __all__ = [
     "load_source",
     "load_templates",
     "normalize",
+    "sample_records",
     "wrap_prompts",
 ]

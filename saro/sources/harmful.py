@@ -21,14 +21,19 @@ DONOTANSWER_AREAS = {
 }
 
 
-def _record(source: str, index: int, prompt: str, category: str | None, **meta) -> PromptRecord:
+def harmful_record(
+    source: str, index: int, prompt: str, category: str | None, kind: str = "harmful", **meta
+) -> PromptRecord:
+    """A harmful prompt record; `category` None classifies by keywords. Pre-wrapped sets pass kind "jailbreak" and
+    are their own template family."""
     category = category or load_policy().classify(prompt)
     return PromptRecord(
         id=stable_id(source, index, prompt),
         prompt=prompt.strip(),
-        kind="harmful",
+        kind=kind,
         category=category,
         source=source,
+        template_family=source if kind == "jailbreak" else None,
         meta=meta,
     )
 
@@ -46,7 +51,7 @@ def load_sgbench(path: str | Path | None = None) -> list[PromptRecord]:
         query = require(item, "query", where)
         match = re.search(r"O(\d)", str(item.get("safety_type", "")))
         category = SGBENCH_CATEGORIES.get(f"O{match.group(1)}") if match else None
-        records.append(_record("sgbench", index, query, category, sgbench_type=match and f"O{match.group(1)}"))
+        records.append(harmful_record("sgbench", index, query, category, sgbench_type=match and f"O{match.group(1)}"))
     return records
 
 
@@ -54,12 +59,14 @@ def load_advbench(path: str | Path | None = None) -> list[PromptRecord]:
     """AdvBench as packaged by PyRIT (`seeds: [{value, harm_categories}]`), or `walledai/AdvBench` on the hub."""
     if path is None:
         rows = hub_rows("walledai/AdvBench", "train")
-        return [_record("advbench", i, require(row, "prompt", where), None) for i, (where, row) in enumerate(rows)]
+        return [
+            harmful_record("advbench", i, require(row, "prompt", where), None) for i, (where, row) in enumerate(rows)
+        ]
     file = local_path(path)
     data = read_yaml(file)
     seeds = require(data, "seeds", str(file))
     return [
-        _record(
+        harmful_record(
             "advbench",
             i,
             require(item, "value", f"{file}: seeds[{i}]"),
@@ -75,7 +82,7 @@ def load_donotanswer(path: str | Path | None = None) -> list[PromptRecord]:
     if path is None:
         rows = hub_rows("LibrAI/do-not-answer", "train")
         return [
-            _record("donotanswer", i, require(row, "question", where), None, risk_area=row.get("risk_area"))
+            harmful_record("donotanswer", i, require(row, "question", where), None, risk_area=row.get("risk_area"))
             for i, (where, row) in enumerate(rows)
         ]
     path = Path(path)
@@ -84,5 +91,5 @@ def load_donotanswer(path: str | Path | None = None) -> list[PromptRecord]:
     for file in files:
         area = DONOTANSWER_AREAS.get(file.stem)
         for where, item in jsonl_items(file, ("prompt",)):
-            records.append(_record("donotanswer", len(records), item["prompt"], area, risk_area=file.stem))
+            records.append(harmful_record("donotanswer", len(records), item["prompt"], area, risk_area=file.stem))
     return records

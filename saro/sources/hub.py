@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 from saro.errors import DataError
-from saro.policy import load_policy
 from saro.records import PromptRecord, stable_id
 from saro.sources.files import hub_rows, jsonl_items, local_path, read_csv, read_json, require
+from saro.sources.harmful import harmful_record
 
 
 def _rows(path: str | Path | None, hub_id: str, split: str, config: str | None = None) -> list[tuple[str, dict]]:
@@ -29,23 +29,11 @@ def _rows(path: str | Path | None, hub_id: str, split: str, config: str | None =
     return [(f"{file}: item {i}", row) for i, row in enumerate(data)]
 
 
-def _harmful(source: str, index: int, prompt: str, kind: str = "harmful", **meta) -> PromptRecord:
-    return PromptRecord(
-        id=stable_id(source, index, prompt),
-        prompt=prompt.strip(),
-        kind=kind,
-        category=load_policy().classify(prompt),
-        source=source,
-        template_family=source if kind == "jailbreak" else None,
-        meta=meta,
-    )
-
-
 def load_harmbench(path: str | Path | None = None) -> list[PromptRecord]:
     """HarmBench standard behaviours (`walledai/HarmBench`, config standard): `prompt`, `category`."""
     rows = _rows(path, "walledai/HarmBench", "train", "standard")
     return [
-        _harmful("harmbench", i, require(row, "prompt", where), harm_category=row.get("category"))
+        harmful_record("harmbench", i, require(row, "prompt", where), None, harm_category=row.get("category"))
         for i, (where, row) in enumerate(rows)
     ]
 
@@ -57,7 +45,9 @@ def load_alert(path: str | Path | None = None) -> list[PromptRecord]:
     for i, (where, row) in enumerate(rows):
         text = require(row, "prompt", where)
         match = re.search(r"###\s*Instruction:\s*(.*?)\s*(?:###\s*Response:.*)?$", text, re.S)
-        records.append(_harmful("alert", i, match.group(1) if match else text, harm_category=row.get("category")))
+        records.append(
+            harmful_record("alert", i, match.group(1) if match else text, None, harm_category=row.get("category"))
+        )
     return records
 
 
@@ -65,7 +55,7 @@ def load_saladbench(path: str | Path | None = None) -> list[PromptRecord]:
     """Salad-Bench base set (`OpenSafetyLab/Salad-Data`, config base_set): `question` with 3-level categories."""
     rows = _rows(path, "OpenSafetyLab/Salad-Data", "train", "base_set")
     return [
-        _harmful("saladbench", i, require(row, "question", where), harm_category=row.get("1-category"))
+        harmful_record("saladbench", i, require(row, "question", where), None, harm_category=row.get("1-category"))
         for i, (where, row) in enumerate(rows)
     ]
 
@@ -78,7 +68,7 @@ def load_wildjailbreak(path: str | Path | None = None) -> list[PromptRecord]:
     for i, (where, row) in enumerate(rows):
         if row.get("data_type", "adversarial_harmful") != "adversarial_harmful":
             continue
-        records.append(_harmful("wildjailbreak", i, require(row, "adversarial", where), kind="jailbreak"))
+        records.append(harmful_record("wildjailbreak", i, require(row, "adversarial", where), None, kind="jailbreak"))
     return records
 
 
