@@ -27,7 +27,8 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int | None = None
     events: queue.Queue = field(default_factory=queue.Queue)  # token-id lists, then a final dict, then _DONE
-    prompt_tokens: int = 0
+    prompt: str = ""  # the chat-formatted prompt, rendered once at submission
+    prompt_tokens: int = 0  # set when its batch is tokenized
 
     @property
     def sampling(self) -> tuple:
@@ -80,21 +81,20 @@ class BatchingEngine:
         self._worker = threading.Thread(target=self._run, name="saro-engine", daemon=True)
         self._worker.start()
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        """Token ids of the chat prompt; raises ValueError when the template rejects the messages."""
+    def render(self, messages: list[dict]) -> str:
+        """The chat prompt; raises ValueError when the template rejects the messages."""
         with self.tokenizer_lock:
             try:
-                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             except Exception as exc:  # jinja raises TemplateError for roles a template does not allow
                 raise ValueError(f"the chat template rejects these messages: {exc}") from None
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         with self.tokenizer_lock:
             return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
-        request.prompt_tokens = len(self.prompt_ids(request.messages))
+        request.prompt = self.render(request.messages)  # a rejected template is the client's 400, not a failed batch
         self.waiting.put(request)
         return request
 
@@ -140,11 +140,11 @@ class BatchingEngine:
 
         self.batches += 1
         with self.tokenizer_lock:
-            texts = [
-                self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
-                for r in batch
-            ]
-            inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            inputs = self.tokenizer(
+                [r.prompt for r in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            )
+        for request, length in zip(batch, inputs["attention_mask"].sum(-1).tolist()):
+            request.prompt_tokens = length
         inputs = inputs.to(self.model.device)
         first = batch[0]
         sampling = {"do_sample": False}
