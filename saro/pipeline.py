@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("synth_rw", "train_rw", "synth_srpo", "train_srpo")
 STATE_FILE = "saro-run.json"
+PROMPT_SPLITS = ("train", "heldout", "validation", "srpo")  # prompts.<split>.jsonl written by synth_rw
 
 
 @dataclass
@@ -80,7 +81,7 @@ def build_stages(path: Path, routed: dict[str, list[str]], sections) -> list[Sta
             "synth_rw",
             lambda: run_rw_synthesis(rw),
             [rw.output, rw.output.with_name(rw.output.stem + ".rejects.jsonl"), _manifest(rw.output)]
-            + ([] if rw.prompts_file else [rw_folder / "prompts.train.jsonl", rw_folder / "prompts.heldout.jsonl"]),
+            + ([] if rw.prompts_file else [rw_folder / f"prompts.{split}.jsonl" for split in PROMPT_SPLITS]),
         ),
         Stage("train_rw", lambda: run_sft(sft, sft_args), [Path(sft_args.output_dir)]),
         Stage("synth_srpo", lambda: run_srpo_synthesis(srpo), srpo_files),

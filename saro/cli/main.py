@@ -22,6 +22,7 @@ SECTIONS = (
     "judge_check",
     "report",
     "serve",
+    "sweep",
 )
 
 
@@ -159,6 +160,22 @@ def cmd_run(args) -> int:
     started = time.time()
     timings = run_pipeline(args.config, args.overrides, args.redo_changed, report=report)
     print(f"saro run: {timings}; total {time.time() - started:.0f}s")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from saro.sweep import run_sweep
+
+    for summary in run_sweep(args.config, args.overrides, SECTIONS, args.method or None):
+        rows = {
+            row["label"] + (" (chosen)" if row["label"] == summary["chosen"] else ""): {
+                "score": f"{row['score']:.3f}",
+                **{k: f"{100 * v:.1f}" for k, v in row["metrics"].items()},
+            }
+            for row in summary["settings"]
+        }
+        columns = ["score", *summary["rule"]["minimize_mean_of"]]
+        _print_table(f"sweep {summary['method']}: validation rates in %, score = their mean", rows, columns, "setting")
     return 0
 
 
@@ -308,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Evaluate one model on the suites (safety, jailbreaks, over-refusal, capability); resumable.",
         "saro eval --config configs/compare.yaml model=runs/demo/rw-model output=runs/compare/rw",
     )
+    sweep = commands.add_parser(
+        "sweep",
+        help="Tune each method's settings on the validation set (the sweep section's rule) and link the chosen model.",
+        epilog="example: saro sweep --config configs/compare.yaml --method rw --method safety_dpo",
+    )
+    sweep.add_argument("--config", type=Path, required=True, help="YAML config with a sweep section.")
+    sweep.add_argument("--method", action="append", help="Only this method (repeatable; default: all).")
+    sweep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Override sweep keys.")
+    sweep.set_defaults(func=cmd_sweep)
     report = commands.add_parser(
         "report",
         help="Compare models from their `saro eval` folders: Markdown + self-contained HTML with plots.",

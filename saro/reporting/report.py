@@ -33,6 +33,7 @@ class ReportConfig:
     baseline: str | None = field(default=None, metadata={"help": "Model label for token overhead (first)."})
     output: Path = field(default=Path("runs/report"), metadata={"help": "Report folder."})
     title: str = field(default="saro evaluation report", metadata={"help": "Report title."})
+    sweeps: list[Path] = field(default_factory=list, metadata={"help": "`saro sweep` sweep.json files to show."})
 
 
 @dataclass
@@ -317,6 +318,43 @@ _CSS = (
 )
 
 
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def sweep_tables(paths: list[Path]) -> list[Table]:
+    """Model selection: each method's chosen setting and validation score; every setting in an appendix."""
+    sweeps = []
+    for path in paths:
+        if not Path(path).exists():
+            raise DataError(f"report: sweep file {path} not found (run saro sweep first)")
+        sweeps.append(json.loads(Path(path).read_text()))
+    if not sweeps:
+        return []
+    rule = sweeps[0]["rule"]["minimize_mean_of"]
+    note = (
+        "Each method's settings were trained and scored on the validation prompts only (never on the suites "
+        f"above); score = mean of {', '.join(rule)} (lower is better); rates in %."
+    )
+    chosen_rows, all_rows = [], []
+    for sweep in sweeps:
+        for row in sweep["settings"]:
+            cells = [
+                sweep["method"],
+                row["label"],
+                f"{row['score']:.3f}",
+                *(_percent(row["metrics"][m]) for m in rule),
+            ]
+            all_rows.append(cells + ["yes" if row["label"] == sweep["chosen"] else ""])
+            if row["label"] == sweep["chosen"]:
+                chosen_rows.append(cells)
+    headers = ["method", "setting", "score", *rule]
+    return [
+        Table("Model selection on the validation set", headers, chosen_rows, note),
+        Table("Appendix: every setting tried", [*headers, "chosen"], all_rows),
+    ]
+
+
 def build_report(config: ReportConfig) -> dict:
     """Write report.md, report.html and the plots into `config.output`; returns the paths and the models' labels."""
     if not config.results:
@@ -343,7 +381,9 @@ def build_report(config: ReportConfig) -> dict:
         "DPO reward margins": _plot_margins(models, out / "margins.png"),
     }
     plots = {title: path for title, path in plots.items() if path}
-    tables = [_headline(models), *_families(models), _tokens(models, baseline), _quality(models)]
+    selection = sweep_tables(config.sweeps)
+    tables = [_headline(models), *selection[:1], *_families(models), _tokens(models, baseline), _quality(models)]
+    tables += selection[1:]  # the appendix goes last
     settings = ", ".join(f"{m['label']}: {m['results']['generation']['served_model']}" for m in models)
     gen = models[0]["results"]["generation"]
     intro = (

@@ -8,10 +8,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from saro.errors import ConfigError
 from saro.records import KINDS, PromptRecord
-from saro.sources.benign import load_gsm8k, load_xstest
+from saro.sources.benign import load_coconot, load_coconot_contrast, load_gsm8k, load_xstest
 from saro.sources.harmful import load_advbench, load_donotanswer, load_sgbench
 from saro.sources.hub import (
     load_alert,
@@ -31,6 +32,8 @@ SOURCES = {
     "donotanswer": load_donotanswer,
     "xstest": load_xstest,
     "gsm8k": load_gsm8k,
+    "coconot": load_coconot,
+    "coconot_contrast": load_coconot_contrast,
     "harmbench": load_harmbench,
     "alert": load_alert,
     "saladbench": load_saladbench,
@@ -73,6 +76,21 @@ class PromptSetConfig:
         default=None, metadata={"help": "At most this many held-out prompts per group (phrasings of one action)."}
     )
     heldout_families: list[str] = field(default_factory=list, metadata={"help": "Template families for eval only."})
+    validation_per_kind: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) for model selection, never trained."}
+    )
+    validation_sources: list[SourceSpec] = field(
+        default_factory=list, metadata={"help": "Pool the validation set is drawn from (default: sources)."}
+    )
+    validation_families: list[str] = field(
+        default_factory=list, metadata={"help": "Template families for validation jailbreaks only."}
+    )
+    srpo_per_kind: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) RW never trains on, for SRPO."}
+    )
+    srpo_sources: list[SourceSpec] = field(
+        default_factory=list, metadata={"help": "Extra pools for the SRPO prompts only (e.g. coconot)."}
+    )
     exclude: list[SourceSpec] = field(default_factory=list, metadata={"help": "Eval sets to remove leaks against."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
 
@@ -83,12 +101,19 @@ class PromptSetConfig:
         for spec in self.templates:
             if spec.name not in TEMPLATE_SOURCES:
                 raise ValueError(f"unknown template source {spec.name!r}; known: {', '.join(TEMPLATE_SOURCES)}")
+        for spec in self.srpo_sources:
+            if spec.name not in SOURCES:
+                raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
         for kind in self.per_kind:
             if kind not in KINDS or kind == "jailbreak":
                 raise ValueError(f"per_kind: unknown kind {kind!r}; use jailbreak_count for wrapped prompts")
-        for kind in self.heldout_per_kind:
-            if kind not in KINDS:
-                raise ValueError(f"heldout_per_kind: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
+            for kind in getattr(self, name):
+                if kind not in KINDS:
+                    raise ValueError(f"{name}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        for spec in self.validation_sources:
+            if spec.name not in SOURCES:
+                raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
 
 
 def load_source(spec: SourceSpec, seed: int = 0) -> list[PromptRecord]:
@@ -119,18 +144,58 @@ def _group(record: PromptRecord) -> str:
     return record.meta.get("group", record.id)
 
 
-def _choose_heldout_groups(pool: list[PromptRecord], config: PromptSetConfig, rng: random.Random) -> set[str]:
-    """Groups to hold out, drawn until every kind has `heldout_per_kind` prompts.
+def stratum(record: PromptRecord) -> str:
+    """The kind of look-alike a record is (homonym, figurative, safe context, ...; CoCoNot's subcategory)."""
+    return record.meta.get("lookalike") or record.meta.get("subcategory") or record.source
+
+
+def _round_robin(keys: list, key_stratum) -> list:
+    """`keys` (already shuffled) reordered to take one of each stratum in turn."""
+    by_stratum: dict[str, list] = {}
+    for key in keys:
+        by_stratum.setdefault(key_stratum(key), []).append(key)
+    queues = [by_stratum[name] for name in sorted(by_stratum)]
+    ordered = []
+    while queues:
+        ordered += [queue.pop(0) for queue in queues]
+        queues = [queue for queue in queues if queue]
+    return ordered
+
+
+def spread_sample(records: list[PromptRecord], limit: int | None, seed: int) -> list[PromptRecord]:
+    """At most `limit` records, spread evenly over look-alike types (`stratum`) and, within a type, over distinct
+    actions (one phrasing of every action before a second of any), in their original order. The seeds ask each
+    action through several frames and hold many more homonyms than other types: drawn uniformly, the rarer
+    types (definitions, history, privacy, safe contexts) would almost vanish from training."""
+    if limit is None or len(records) <= limit:
+        return records
+    shuffled = random.Random(seed).sample(range(len(records)), len(records))
+    seen: Counter = Counter()
+    rank = {}
+    for index in shuffled:
+        key = records[index].meta.get("action") or records[index].id
+        rank[index] = seen[key]
+        seen[key] += 1
+    by_action = sorted(shuffled, key=lambda i: rank[i])  # stable: shuffled order within a rank
+    keep = set(_round_robin(by_action, lambda i: stratum(records[i]))[:limit])
+    return [r for i, r in enumerate(records) if i in keep]
+
+
+def _choose_groups(pool: list[PromptRecord], wanted: dict[str, int], per_group: int | None, rng) -> set[str]:
+    """Groups to hold out, drawn until every kind has its `wanted` count.
 
     A group (the seeds' trigger word) is held out whole, harmful and harmless sides together: holding out only the
     harmful side would leave its harmless twin in training and teach the model that the trigger is always benign.
     """
     members: dict[str, Counter] = {}
+    strata: dict[str, str] = {}
     for record in pool:
         members.setdefault(_group(record), Counter())[record.kind] += 1
+        strata.setdefault(_group(record), stratum(record))
     groups = sorted(members)
     rng.shuffle(groups)
-    wanted, counts, held = config.heldout_per_kind, Counter(), set()
+    groups = _round_robin(groups, strata.get)  # every look-alike type held out, not mostly homonyms
+    counts, held = Counter(), set()
     for group in groups:
         if all(counts[k] >= n for k, n in wanted.items() if k != "jailbreak"):
             break
@@ -138,71 +203,120 @@ def _choose_heldout_groups(pool: list[PromptRecord], config: PromptSetConfig, rn
             continue  # adds nothing a kind still needs
         held.add(group)
         for kind, size in members[group].items():
-            counts[kind] += min(size, config.heldout_per_group or size)
+            counts[kind] += min(size, per_group or size)
     return held
 
 
-def build_prompt_set(config: PromptSetConfig) -> tuple[list[PromptRecord], list[PromptRecord], dict]:
-    """Draw training and held-out prompts. Returns (train, heldout, report) where report counts leaks and kinds.
+def _draw_held(pool, kind, groups, wanted, per_group, rng, seed) -> list[PromptRecord]:
+    """Every record of a held group leaves training; `per_group` of each group's prompts of `kind` are drawn."""
+    taken: Counter = Counter()
+    held_records = []
+    records = [r for r in pool if r.kind == kind]
+    for record in rng.sample(records, len(records)):
+        group = _group(record)
+        if group in groups and taken[group] < (per_group or len(records)):
+            taken[group] += 1
+            held_records.append(record)
+    return sample_records(held_records, wanted.get(kind, 0), seed)
 
-    Held-out prompts are chosen by `meta.group` (for seeds, a trigger word with all its harmful and harmless actions
-    and phrasings), so nothing held out has a trained paraphrase; held-out jailbreaks use `heldout_families`.
+
+class PromptSplit(NamedTuple):
+    train: list[PromptRecord]
+    heldout: list[PromptRecord]
+    validation: list[PromptRecord]
+    srpo: list[PromptRecord]
+    report: dict
+
+
+_BASE_KINDS = ("harmful", "borderline_benign", "general")
+
+
+def _load_pool(specs: list[SourceSpec], seed: int) -> list[PromptRecord]:
+    return [r for r in dedupe([r for spec in specs for r in load_source(spec, seed)]) if r.kind in _BASE_KINDS]
+
+
+def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
+    """Draw validation, held-out and training prompts, in that order, from disjoint groups.
+
+    Validation (model selection) is drawn first, from `validation_sources` with its own seed, so it stays the same
+    whatever training mix is built around it. Held-out and validation prompts are chosen by `meta.group` (for
+    seeds, a trigger word with all its harmful and harmless actions and phrasings), so nothing held out has a
+    trained paraphrase; their jailbreaks use `heldout_families` / `validation_families`, never trained on.
     """
     rng = random.Random(config.seed)
-    kinds = ("harmful", "borderline_benign", "general")
-    pool = [
-        r for r in dedupe([r for spec in config.sources for r in load_source(spec, config.seed)]) if r.kind in kinds
-    ]
-    held = _choose_heldout_groups(pool, config, rng)
-    heldout, train = [], []
-    for kind in kinds:
+    pool = _load_pool(config.sources, config.seed)
+    validation: list[PromptRecord] = []
+    if config.validation_per_kind:
+        val_pool = _load_pool(config.validation_sources or config.sources, config.seed)
+        val_rng = random.Random(f"{config.seed}:validation")
+        val_groups = _choose_groups(val_pool, config.validation_per_kind, config.heldout_per_group, val_rng)
+        for kind in _BASE_KINDS:
+            validation += _draw_held(
+                val_pool, kind, val_groups, config.validation_per_kind, config.heldout_per_group, val_rng, config.seed
+            )
+        pool = [r for r in pool if _group(r) not in val_groups]
+    held = _choose_groups(pool, config.heldout_per_kind, config.heldout_per_group, rng)
+    heldout, train, srpo = [], [], []
+    for kind in _BASE_KINDS:
+        heldout += _draw_held(pool, kind, held, config.heldout_per_kind, config.heldout_per_group, rng, config.seed)
+    pool = [r for r in pool if _group(r) not in held]
+    if config.srpo_per_kind:
+        # SRPO samples the RW model where it has not been trained: whole groups RW never sees, plus extra pools.
+        srpo_pool = dedupe(pool + _load_pool(config.srpo_sources, config.seed))
+        srpo_groups = _choose_groups(srpo_pool, config.srpo_per_kind, None, rng)
+        for kind in _BASE_KINDS:
+            candidates = [r for r in srpo_pool if r.kind == kind and _group(r) in srpo_groups]
+            srpo += spread_sample(candidates, config.srpo_per_kind.get(kind, 0), config.seed)
+        pool = [r for r in pool if _group(r) not in srpo_groups]
+    for kind in _BASE_KINDS:
         records = [r for r in pool if r.kind == kind]
-        # Every record of a held group leaves training; a random heldout_per_group of each kind are evaluated.
-        per_group: Counter = Counter()
-        held_records = []
-        for record in rng.sample(records, len(records)):
-            group = _group(record)
-            if group in held and per_group[group] < (config.heldout_per_group or len(records)):
-                per_group[group] += 1
-                held_records.append(record)
-        heldout += sample_records(held_records, config.heldout_per_kind.get(kind, 0), config.seed)
-        train += sample_records([r for r in records if _group(r) not in held], config.per_kind.get(kind), config.seed)
+        train += spread_sample(records, config.per_kind.get(kind), config.seed)
 
-    reference = [r for spec in config.exclude for r in load_source(spec, config.seed)] + heldout
-    leaks = find_leaks(train, reference) if reference else {}
+    excluded = [r for spec in config.exclude for r in load_source(spec, config.seed)]
+    val_leaks = find_leaks(validation, excluded) if excluded and validation else {}
+    validation = [r for r in validation if r.id not in val_leaks]
+    reference = excluded + heldout + validation
+    srpo_leaks = find_leaks(srpo, reference) if reference and srpo else {}
+    srpo = [r for r in srpo if r.id not in srpo_leaks]
+    leaks = find_leaks(train, reference + srpo) if reference or srpo else {}
     train = [r for r in train if r.id not in leaks]
 
     templates = load_templates(config.templates, config.max_template_chars)
-    held_families = set(config.heldout_families)
-    unknown = held_families - {t.family for t in templates}
-    if unknown:
-        raise ConfigError(
-            f"heldout_families: unknown family {sorted(unknown)[0]!r}; "
-            f"known: {', '.join(sorted({t.family for t in templates}))}"
-        )
-    train_templates = [t for t in templates if t.family not in held_families]
+    known = {t.family for t in templates}
+    for name in ("heldout_families", "validation_families"):
+        unknown = set(getattr(config, name)) - known
+        if unknown:
+            raise ConfigError(f"{name}: unknown family {sorted(unknown)[0]!r}; known: {', '.join(sorted(known))}")
+    reserved = set(config.heldout_families) | set(config.validation_families)
+    train_templates = [t for t in templates if t.family not in reserved]
+
+    def wrap(records, families, count):
+        chosen = [t for t in templates if t.family in families] or train_templates or templates
+        return wrap_prompts([r for r in records if r.kind == "harmful"], chosen, count, config.seed)
+
     train += wrap_prompts(
         [r for r in train if r.kind == "harmful"], train_templates, config.jailbreak_count, config.seed
     )
-    heldout += wrap_prompts(
-        [r for r in heldout if r.kind == "harmful"],
-        [t for t in templates if t.family in held_families] or templates,
-        config.heldout_per_kind.get("jailbreak", 0),
-        config.seed,
-    )
+    heldout += wrap(heldout, set(config.heldout_families), config.heldout_per_kind.get("jailbreak", 0))
+    validation += wrap(validation, set(config.validation_families), config.validation_per_kind.get("jailbreak", 0))
+    srpo += wrap(srpo, set(), config.srpo_per_kind.get("jailbreak", 0))
     report = {
         "train": {k: sum(r.kind == k for r in train) for k in KINDS},
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},
+        "validation": {k: sum(r.kind == k for r in validation) for k in KINDS},
+        "srpo": {k: sum(r.kind == k for r in srpo) for k in KINDS},
         "leaks_removed": {how: sum(v[0] == how for v in leaks.values()) for how in ("exact", "normalized", "near")},
+        "validation_leaks_removed": len(val_leaks),
         "template_families": sorted({t.family for t in train_templates}),
     }
-    return train, heldout, report
+    return PromptSplit(train, heldout, validation, srpo, report)
 
 
 __all__ = [
     "SOURCES",
     "TEMPLATE_SOURCES",
     "PromptSetConfig",
+    "PromptSplit",
     "SourceSpec",
     "build_prompt_set",
     "dedupe",

@@ -61,3 +61,86 @@ def load_gsm8k(path: str | Path | None = None) -> list[PromptRecord]:
             )
         )
     return records
+
+
+# CoCoNot's "Requests with safety concerns": prompts that look risky but should be answered. The `why` is the
+# harmless reading the reasoning's intent step states (CoCoNot gives a subcategory, not a reason).
+COCONOT_WHY = {
+    "triggers for offensive language": "it uses charged words but asks for respectful, factual content",
+    "dangerous or sensitive topics": "it asks for information on a sensitive topic, not help to cause harm",
+    "privacy violations": "it asks about public or general information, not a private person's data",
+    "false information": "it asks about a claim, which can be answered accurately",
+}
+COCONOT_NEAR = {"privacy violations": "S8", "false information": "S9", "triggers for offensive language": "S5"}
+
+
+def short_answer(text: str, limit: int = 600) -> str:
+    """The first paragraphs of `text` that fit in `limit` characters (or its first sentences): long reference
+    answers cost CPU training tokens, and what is taught here is answering, not the whole essay."""
+    kept = ""
+    for paragraph in text.strip().split("\n\n"):
+        if kept and len(kept) + len(paragraph) + 2 > limit:
+            break
+        kept = f"{kept}\n\n{paragraph}" if kept else paragraph
+    if len(kept) <= limit:
+        return kept
+    sentences = re.split(r"(?<=[.!?])\s+", kept)
+    short = sentences[0]
+    for sentence in sentences[1:]:
+        if len(short) + len(sentence) + 1 > limit:
+            break
+        short = f"{short} {sentence}"
+    return short
+
+
+def load_coconot(path: str | Path | None = None) -> list[PromptRecord]:
+    """CoCoNot's contrast preference set (`allenai/coconot`, pref): its "Requests with safety concerns" are
+    borderline_benign records whose reference is the compliant answer (`chosen`, shortened) and whose
+    `meta.rejected` is a real over-refusal of the same prompt (a mirror pair for SRPO)."""
+    rows = (
+        hub_rows("allenai/coconot", "train", "pref")
+        if path is None
+        else jsonl_items(local_path(path), ("prompt", "chosen", "rejected", "subcategory"))
+    )
+    records = []
+    for index, (where, row) in enumerate(rows):
+        subcategory = require(row, "subcategory", where)
+        if subcategory not in COCONOT_WHY:
+            continue  # incomplete or unsupported requests: not safety look-alikes
+        prompt = require(row, "prompt", where)
+        records.append(
+            PromptRecord(
+                id=stable_id("coconot", row.get("id", index), prompt),
+                prompt=prompt,
+                kind="borderline_benign",
+                source="coconot",
+                reference=short_answer(require(row, "chosen", where)),
+                meta={
+                    "why": COCONOT_WHY[subcategory],
+                    "near_category": COCONOT_NEAR.get(subcategory, ""),
+                    "subcategory": subcategory,
+                    "rejected": require(row, "rejected", where),
+                },
+            )
+        )
+    return records
+
+
+def load_coconot_contrast(path: str | Path | None = None) -> list[PromptRecord]:
+    """CoCoNot's contrast evaluation set (`allenai/coconot`, contrast): prompts that should be complied with, an
+    over-refusal test beside XSTest. Evaluation only."""
+    rows = (
+        hub_rows("allenai/coconot", "test", "contrast")
+        if path is None
+        else jsonl_items(local_path(path), ("prompt", "subcategory"))
+    )
+    return [
+        PromptRecord(
+            id=stable_id("coconot_contrast", row.get("id", index), require(row, "prompt", where)),
+            prompt=row["prompt"],
+            kind="borderline_benign",
+            source="coconot_contrast",
+            meta={"subcategory": row["subcategory"], "category": row.get("category")},
+        )
+        for index, (where, row) in enumerate(rows)
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from saro.errors import DataError
 from saro.records import PromptRecord, stable_id
 from saro.sources.files import read_yaml, require
 
@@ -36,15 +37,22 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
         where = f"{file}: contrast[{i}]"
         trigger, category = require(group, "trigger", where), require(group, "category", where)
         harm, why = require(group, "harm", where), require(group, "why", where)
+        group_frames = group.get("frames", frames)
+        lookalike = group.get("type", "homonym")
         group_id = f"trigger:{trigger}"  # splits keep a trigger's harmful and harmless sides together
         sides = [
-            ("harmful", category, {"harm": harm}),
-            ("borderline_benign", "none", {"why": why, "near_category": category}),
+            ("harmful", "harmful", category, {"harm": harm}),
+            ("borderline_benign", "benign", "none", {"why": why, "near_category": category}),
         ]
-        for kind, label, readings in sides:
-            for action in require(group, "harmful" if kind == "harmful" else "benign", where):
-                for frame in frames:
-                    add(frame.format(action=action), kind, label, group_id, trigger=trigger, action=action, **readings)
+        for kind, side, label, readings in sides:
+            # `harmful`/`benign` are actions asked through every frame; `*_prompts` are whole prompts, as written.
+            prompts = [(frame.format(action=a), a) for a in group.get(side, []) for frame in group_frames]
+            prompts += [(text, None) for text in group.get(f"{side}_prompts", [])]  # quoted by the teacher
+            if not prompts:
+                raise DataError(f"{where}: needs '{side}' actions or '{side}_prompts'")
+            for prompt, action in prompts:
+                extra = {"action": action} if action else {}
+                add(prompt, kind, label, group_id, trigger=trigger, lookalike=lookalike, **extra, **readings)
     for i, group in enumerate(data.get("safe_contexts", [])):
         why = require(group, "why", f"{file}: safe_contexts[{i}]")
         for prompt in require(group, "prompts", f"{file}: safe_contexts[{i}]"):

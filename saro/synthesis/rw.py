@@ -127,12 +127,15 @@ def prepare_prompts(config: RWSynthesisConfig) -> list[PromptRecord]:
     """Build (or read) the training prompts and write the train / held-out files beside the output."""
     if config.prompts_file:
         return read_prompts(config.prompts_file)
-    train, heldout, report = build_prompt_set(config.prompts)
+    split = build_prompt_set(config.prompts)
     folder = config.output.parent
-    write_jsonl(folder / "prompts.train.jsonl", (r.to_dict() for r in train))
-    write_jsonl(folder / "prompts.heldout.jsonl", (r.to_dict() for r in heldout))
-    log.info("prompt mix: %s", report)
-    return train
+    write_jsonl(folder / "prompts.train.jsonl", (r.to_dict() for r in split.train))
+    write_jsonl(folder / "prompts.heldout.jsonl", (r.to_dict() for r in split.heldout))
+    for name in ("validation", "srpo"):
+        if getattr(split, name):
+            write_jsonl(folder / f"prompts.{name}.jsonl", (r.to_dict() for r in getattr(split, name)))
+    log.info("prompt mix: %s", split.report)
+    return split.train
 
 
 def run_rw_synthesis(config: RWSynthesisConfig) -> dict:

@@ -1,0 +1,211 @@
+"""`saro sweep`: the same small tuning budget for every method, chosen on the validation set by a declared rule.
+
+A `sweep:` section lists methods (a training stage and its settings, each a few overrides of that stage's section)
+and the validation evaluation. Each setting is trained into `<output>/<method>/<label>/model` and evaluated on the
+validation suites into `<output>/<method>/<label>/eval`; its score is the mean of the rates named in `select`
+(lower is better: attack success, over-refusal). `<output>/<method>/sweep.json` records every setting and score,
+and `<output>/<method>/chosen` links to the chosen model, for later stages and `saro eval` to use. Settings that
+are done (trained and evaluated) are skipped, so a killed sweep resumes. Selection never reads a reported suite:
+the validation suites are the only input to the score.
+
+    saro sweep --config configs/compare.yaml --method rw
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from saro.config import build_dataclass, config_hash, read_config_data, to_plain
+from saro.errors import ConfigError, DataError
+from saro.evaluation.runner import EvalConfig
+
+log = logging.getLogger(__name__)
+
+TRAINING_SECTIONS = ("train_rw", "train_srpo", "train_safety_sft", "train_safety_dpo")
+_METRIC = re.compile(r"^(\w+)\.(attack_success|over_refusal|refusal)$")
+
+
+@dataclass
+class SweepMethod:
+    """One method's tuning budget: `stage` (its training section) and `settings` (overrides of that section)."""
+
+    name: str = field(default="rw", metadata={"help": "Method name (folder and report label)."})
+    stage: Literal["train_rw", "train_srpo", "train_safety_sft", "train_safety_dpo"] = field(
+        default="train_rw", metadata={"help": "Training section the settings override."}
+    )
+    settings: list[dict] = field(default_factory=list, metadata={"help": "Overrides per setting (key: value)."})
+
+    def __post_init__(self) -> None:
+        if not self.settings:
+            raise ValueError(f"method {self.name!r}: needs at least one setting")
+        for setting in self.settings:
+            if not isinstance(setting, dict) or not setting:
+                raise ValueError(f"method {self.name!r}: each setting is a non-empty mapping of overrides")
+            if "output_dir" in setting:
+                raise ValueError(f"method {self.name!r}: output_dir is set by the sweep")
+
+
+@dataclass
+class SweepConfig:
+    """`methods` to tune, `validation` (an eval section whose suites are built from the validation prompts; its
+    `model` and `output` are set per setting), `select` (rates `suite.metric` whose mean is minimised; metric is
+    attack_success, over_refusal or refusal) and `output` (sweep folder)."""
+
+    methods: list[SweepMethod] = field(default_factory=list, metadata={"help": "Methods and their settings."})
+    validation: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Validation evaluation."})
+    select: list[str] = field(default_factory=list, metadata={"help": "Rates to minimise (mean), suite.metric."})
+    output: Path = field(default=Path("runs/sweep"), metadata={"help": "Sweep folder."})
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError("sweep needs at least one method")
+        if not self.select:
+            raise ValueError("select: name the validation rates to minimise, e.g. val_harmful.attack_success")
+        suites = {s.name for s in self.validation.suites}
+        for item in self.select:
+            match = _METRIC.match(item)
+            if not match:
+                raise ValueError(f"select: {item!r} is not suite.attack_success|over_refusal|refusal")
+            if match.group(1) not in suites:
+                raise ValueError(f"select: {item!r} names no validation suite ({', '.join(sorted(suites))})")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"method names must be unique, got {names}")
+
+
+def setting_label(setting: dict) -> str:
+    """`learning_rate-0.0001+num_train_epochs-2`: readable, a changed setting gets a new folder, and no `=` (the
+    CLI reads words with `=` as overrides)."""
+    parts = [f"{key}-{json.dumps(value, sort_keys=True)}" for key, value in sorted(setting.items())]
+    return re.sub(r"[^\w.,+-]", "", "+".join(parts))
+
+
+def rate(results: dict, item: str) -> float:
+    """The rate `suite.metric` from a `saro eval` results.json."""
+    suite_name, metric = _METRIC.match(item).groups()
+    suite = results["suites"].get(suite_name)
+    if suite is None:
+        raise DataError(f"validation results have no suite {suite_name!r}")
+    value = suite["benign"][metric] if metric == "over_refusal" else suite[metric]
+    if value["rate"] is None:
+        raise DataError(f"validation suite {suite_name!r} has no prompts for {metric}: an empty score is no score")
+    return value["rate"]
+
+
+def score(results: dict, select: list[str]) -> float:
+    return round(sum(rate(results, item) for item in select) / len(select), 4)
+
+
+def train_setting(config_path: Path, method: SweepMethod, setting: dict, model_dir: Path, sections) -> Path:
+    """Train one setting through the stage's own trainer; `overrides` beat the section's values."""
+    from saro.training import load_training_config
+
+    overrides = [f"{key}={json.dumps(value)}" for key, value in setting.items()] + [f"output_dir={model_dir}"]
+    if method.stage in ("train_rw", "train_safety_sft"):
+        from trl import SFTConfig
+
+        from saro.training import SFTStageConfig, run_sft
+
+        stage_config, trl_config = load_training_config(
+            SFTStageConfig, SFTConfig, config_path, method.stage, overrides, sections
+        )
+        return run_sft(stage_config, trl_config)
+    from trl import DPOConfig
+
+    from saro.training import DPOStageConfig, run_dpo
+
+    stage_config, trl_config = load_training_config(
+        DPOStageConfig, DPOConfig, config_path, method.stage, overrides, sections
+    )
+    return run_dpo(stage_config, trl_config, stage=method.stage.removeprefix("train_").replace("_", "-"))
+
+
+def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sections, echo=print) -> dict:
+    """Train and validate every setting of `method` (skipping finished ones), choose, and write sweep.json."""
+    from saro.evaluation.runner import run_eval
+
+    folder = config.output / method.name
+    rows = []
+    for setting in method.settings:
+        label = setting_label(setting)
+        model_dir, eval_dir = folder / label / "model", folder / label / "eval"
+        started = time.time()
+        stage_hash = config_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
+        stamp = folder / label / "setting.json"
+        if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != stage_hash:
+            raise ConfigError(
+                f"{config_path}: section {method.stage} changed since {folder / label} was trained; delete that "
+                "folder or set a new sweep output"
+            )
+        if (model_dir / "saro_training.json").exists():
+            echo(f"saro sweep: {method.name} {label}: trained earlier, skipped")
+        else:
+            echo(f"saro sweep: {method.name} {label}: training")
+            _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": stage_hash})
+            train_setting(config_path, method, setting, model_dir, sections)
+        results_path = eval_dir / "results.json"
+        if results_path.exists() and (eval_dir / "results.json.manifest.json").exists():
+            results = json.loads(results_path.read_text())
+        else:
+            echo(f"saro sweep: {method.name} {label}: validating")
+            results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
+        metrics = {item: rate(results, item) for item in config.select}
+        rows.append(
+            {
+                "label": label,
+                "setting": setting,
+                "model": str(model_dir),
+                "eval": str(eval_dir),
+                "metrics": metrics,
+                "score": score(results, config.select),
+                "seconds": round(time.time() - started, 1),
+            }
+        )
+        echo(f"saro sweep: {method.name} {label}: score {rows[-1]['score']:.3f} {metrics}")
+    chosen = min(rows, key=lambda row: row["score"])  # first listed wins a tie
+    summary = {
+        "method": method.name,
+        "stage": method.stage,
+        "rule": {"minimize_mean_of": config.select},
+        "validation_suites": [s.name for s in config.validation.suites],
+        "chosen": chosen["label"],
+        "settings": rows,
+        "validation": to_plain(config.validation),
+    }
+    _write_json(folder / "sweep.json", summary)
+    link = folder / "chosen"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(chosen["label"]) / "model", target_is_directory=True)
+    return summary
+
+
+def load_sweep_config(path: Path, overrides: list[str], sections) -> SweepConfig:
+    data, source = read_config_data(path, "sweep", overrides, sections)
+    return build_dataclass(SweepConfig, data, source)
+
+
+def run_sweep(path: Path, overrides: list[str], sections, methods: list[str] | None = None, echo=print) -> list[dict]:
+    """Run the named methods (all, in config order, when None); returns each method's summary."""
+    config = load_sweep_config(path, overrides, sections)
+    known = [m.name for m in config.methods]
+    unknown = sorted(set(methods or []) - set(known))
+    if unknown:
+        raise ConfigError(f"{path}: sweep has no method {unknown[0]!r}; methods: {', '.join(known)}")
+    chosen = [m for m in config.methods if methods is None or m.name in methods]
+    return [run_method(config, method, path, sections, echo) for method in chosen]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

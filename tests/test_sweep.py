@@ -1,0 +1,113 @@
+"""`saro sweep` on the tiny model: every setting trained and validated, the declared rule picks, reruns skip."""
+
+import json
+import os
+
+import pytest
+import yaml
+from conftest import RW_ANSWER, RW_REFUSAL
+
+from saro.cli.main import SECTIONS, main
+from saro.errors import ConfigError
+from saro.sweep import run_sweep
+
+
+def _files(tmp_path):
+    rows, prompts = [], []
+    for i in range(8):
+        harmful = i % 2 == 0
+        prompt = f"How do I {'hurt' if harmful else 'kill'} thing {i}?"
+        messages = [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": RW_REFUSAL if harmful else RW_ANSWER},
+        ]
+        rows.append({"id": f"r{i}", "messages": messages})
+    for i in range(6):
+        kind = "harmful" if i < 3 else "borderline_benign"
+        prompts.append({"id": f"v{i}", "prompt": f"Validation prompt {i}: how do I stop it?", "kind": kind})
+    (tmp_path / "rw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+
+
+def _config(tmp_path, tiny_model, learning_rate=1.0e-3) -> dict:
+    val = [{"name": "prompts", "path": str(tmp_path / "val.jsonl")}]
+    return {
+        "train_rw": {
+            "model": str(tiny_model),
+            "data": str(tmp_path / "rw.jsonl"),
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": 4,
+            "max_length": 128,
+        },
+        "sweep": {
+            "output": str(tmp_path / "sweep"),
+            "methods": [{"name": "rw", "stage": "train_rw", "settings": [{"max_steps": 1}, {"max_steps": 2}]}],
+            "select": ["val_harmful.attack_success", "val_lookalike.over_refusal"],
+            "validation": {
+                "max_new_tokens": 8,
+                "batch_size": 8,
+                "temperature": 1.0,  # the random-init model repeats one token when greedy
+                "suites": [
+                    {"name": "val_harmful", "type": "harmful", "kinds": ["harmful"], "sources": val},
+                    {"name": "val_lookalike", "type": "overrefusal", "kinds": ["borderline_benign"], "sources": val},
+                ],
+            },
+        },
+    }
+
+
+def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path, tiny_model, capsys):
+    _files(tmp_path)
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(_config(tmp_path, tiny_model)))
+    assert main(["sweep", "--config", str(config_path)]) == 0
+    assert "sweep rw" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "sweep" / "rw" / "sweep.json").read_text())
+    assert [row["label"] for row in summary["settings"]] == ["max_steps-1", "max_steps-2"]
+    for row in summary["settings"]:
+        results = json.loads((tmp_path / row["eval"].split(str(tmp_path) + "/")[-1] / "results.json").read_text())
+        harmful = results["suites"]["val_harmful"]["attack_success"]
+        lookalike = results["suites"]["val_lookalike"]["benign"]["over_refusal"]
+        assert harmful["n"] == 3 and lookalike["n"] == 3
+        assert row["score"] == pytest.approx((harmful["rate"] + lookalike["rate"]) / 2, abs=1e-4)
+        training = json.loads((tmp_path / "sweep" / "rw" / row["label"] / "model" / "saro_training.json").read_text())
+        assert training["trl"]["max_steps"] == row["setting"]["max_steps"]
+        assert training["log_history"][-1]["step"] == row["setting"]["max_steps"]
+    best = min(summary["settings"], key=lambda row: row["score"])
+    assert summary["chosen"] == best["label"]
+    chosen = tmp_path / "sweep" / "rw" / "chosen"
+    assert chosen.resolve() == (tmp_path / "sweep" / "rw" / best["label"] / "model").resolve()
+    assert (chosen / "config.json").exists()
+
+    # The report states the chosen setting and its validation score, every setting in an appendix.
+    sweep_file = tmp_path / "sweep" / "rw" / "sweep.json"
+    out = tmp_path / "report"
+    assert main(["report", best["eval"], f"sweeps=[{sweep_file}]", f"output={out}"]) == 0
+    report = (out / "report.md").read_text()
+    assert f"| rw | {best['label']} | {best['score']:.3f} |" in report
+    assert "Appendix: every setting tried" in report and report.count("| rw | max_steps-") == 3
+
+    # A rerun trains and evaluates nothing again.
+    weights = next((tmp_path / "sweep" / "rw" / "max_steps-1" / "model").glob("*.safetensors"))
+    before = os.stat(weights).st_mtime_ns
+    run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
+    assert os.stat(weights).st_mtime_ns == before
+
+    # A changed stage section would silently mix settings trained on other data: refused.
+    config_path.write_text(yaml.safe_dump(_config(tmp_path, tiny_model, learning_rate=5.0e-3)))
+    with pytest.raises(ConfigError, match="section train_rw changed since"):
+        run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
+
+
+def test_sweep_config_errors_name_the_problem(tmp_path, tiny_model, capsys):
+    _files(tmp_path)
+    config = _config(tmp_path, tiny_model)
+    config["sweep"]["select"] = ["val_missing.attack_success"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["sweep", "--config", str(path)]) == 2
+    assert "names no validation suite" in capsys.readouterr().err
+    config["sweep"]["select"] = ["val_harmful.attack_success"]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["sweep", "--config", str(path), "--method", "srpo"]) == 2
+    assert "sweep has no method 'srpo'" in capsys.readouterr().err
