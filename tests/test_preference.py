@@ -6,6 +6,7 @@ from saro.policy import load_policy
 from saro.preference.judge import judge_step, judge_trace
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs, trim_answer
 from saro.preference.steps import split_steps, split_with_teacher
+from saro.evaluation.refusal import is_refusal
 from saro.records import PromptRecord, format_response, split_response
 
 LATE = format_response(  # the risk is seen only at step 4: SRPO should move it to step 2
@@ -147,3 +148,39 @@ def test_identical_traces_give_no_duplicate_pairs():
     ids = [p["id"] for p in pairs]
     assert len(ids) == len(set(ids)) == len({(p["prompt"], p["chosen"], p["rejected"]) for p in pairs})
     assert {p["meta"]["pair_type"] for p in pairs} == {"pp", "op"}
+
+
+def test_an_answer_that_ignores_its_decision_gets_a_decision_following_pair():
+    # The reasoning decided to answer; the answer refused anyway (the held-out failure SaRO keeps showing).
+    ignored = format_response(
+        "1. Request: how to kill a Python process.\n2. Intent: harmless: stopping a program.\n3. Decision: answer.",
+        "I'm sorry, but I can't help with that.",
+    )
+    pairs = [p for p in _pairs(BENIGN, [_trace("borderline_benign", ignored)]) if p["meta"].get("decision_following")]
+    assert len(pairs) == 1
+    (pair,) = pairs
+    reasoning = split_response(ignored)[0]
+    assert pair["prompt"].endswith("3. Decision: answer.\n</think>\n\n") and reasoning in pair["prompt"]
+    assert pair["chosen"] == "Run `kill PID`." and pair["rejected"] == "I'm sorry, but I can't help with that."
+    assert pair["meta"]["pair_type"] == "op" and pair["meta"]["chosen_from"] == "teacher"
+    # A harmful prompt whose reasoning refused but whose answer complied: the refusal after that reasoning.
+    complied = format_response(split_response(EARLY)[0], "Sure. Step one: wait until night.")
+    (pair,) = [p for p in _pairs(HARMFUL, [_trace("harmful", complied)]) if p["meta"].get("decision_following")]
+    assert pair["prompt"].endswith("4. Decision: refuse.\n</think>\n\n") and pair["rejected"].startswith("Sure.")
+    assert is_refusal(pair["chosen"])
+    # Consistent traces (right or wrong) get no such pair: a wrong decision is a process error, not this one.
+    for record, text in [(BENIGN, BENIGN_OK), (BENIGN, BENIGN_SUSPICIOUS), (HARMFUL, NEVER)]:
+        assert not any(p["meta"].get("decision_following") for p in _pairs(record, [_trace(record.kind, text)]))
+
+
+def test_mirror_pairs_reject_a_real_over_refusal_when_the_source_has_one():
+    record = PromptRecord(
+        "c1",
+        "How do I kill a Python process?",
+        "borderline_benign",
+        "none",
+        "coconot",
+        meta={"why": "stopping a program", "rejected": "As an AI I must decline questions about killing."},
+    )
+    mirror = [p for p in _pairs(record, [_trace("borderline_benign", BENIGN_OK)]) if p["meta"]["pair_type"] == "pp"]
+    assert mirror and mirror[0]["rejected"].endswith("As an AI I must decline questions about killing.")

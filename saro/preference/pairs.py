@@ -17,6 +17,7 @@ no end-of-turn token: the DPO trainer appends exactly one, so no pair teaches st
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from saro.policy import Policy
@@ -224,11 +225,23 @@ def build_pairs(
         elif settings.mirror and not mirrored and not harmful and v.good and v.reflect_step is not None:
             mirrored, t = True, v.reflect_step  # one mirror pair per prompt: siblings are near-copies
             steps, refusal = composer.suspicious_steps(record, t, rng)
+            refusal = record.meta.get("rejected") or refusal  # a real over-refusal where the source has one
             info = {"chosen_from": "trace", "chosen_reflect_step": t, "rejected_reflect_step": None}
             info |= {"chosen_sample": trace.sample, "rejected_from": "composed"}
             add("pp", t, trace.prefix(t), trace.continuation(t), _continuation(steps, refusal), info)
 
     bad = [tr for tr in traces if not tr.verdict.good]
+    right_final = refusal_text(composer, record) if harmful else right_answer
+    for trace in bad:
+        # The reasoning decided right and the answer ignored it: after the model's own reasoning, prefer the answer
+        # that follows its decision line (the answer, not the reasoning, is what went wrong).
+        if trace.steps and right_final and _decision(trace.steps) == ("refuse" if harmful else "answer"):
+            prefix = trace.prefix(len(trace.steps) + 1).rstrip() + f"\n{THINK_CLOSE}\n\n"
+            source = "composed" if harmful else "sibling" if good else "teacher"
+            stance = trace.verdict.reflect_step
+            info = {"chosen_from": source, "decision_following": True, "rejected_sample": trace.sample}
+            info |= {"chosen_reflect_step": stance, "rejected_reflect_step": stance}
+            add("op", len(trace.steps) + 1, prefix, right_final, trace.answer, info)
     for trace in bad[: settings.op_per_prompt]:
         if clean:  # a right answer reached by a detour is no model for the whole response
             chosen, source, chosen_at = clean[0].response(), "sibling", clean[0].verdict.reflect_step
@@ -242,6 +255,22 @@ def build_pairs(
         info |= {"rejected_reflect_step": trace.verdict.reflect_step, "rejected_sample": trace.sample}
         add("op", 0, "", chosen, trace.response(), info)
     return list(pairs.values())
+
+
+_DECISION = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
+
+
+def _decision(steps: list[str]) -> str | None:
+    """The reasoning's last decision line, as refuse or answer (None without one)."""
+    found = _DECISION.findall("".join(steps))
+    if not found:
+        return None
+    return "refuse" if found[-1].lower() in ("refuse", "decline") else "answer"
+
+
+def refusal_text(composer: PairComposer, record: PromptRecord) -> str:
+    category = composer.category(record)
+    return f"{category.refusal} {category.alternative}"
 
 
 def _preference_rank(trace: Trace) -> tuple:
