@@ -4,7 +4,9 @@ A `sweep:` section lists methods (a training stage and its settings, each a few 
 and the validation evaluation. Each setting is trained into `<output>/<method>/<label>/model` and evaluated on the
 validation suites into `<output>/<method>/<label>/eval`; its score is the mean of the rates named in `select`
 (lower is better: attack success, over-refusal). `<output>/<method>/sweep.json` records every setting and score,
-and `<output>/<method>/chosen` links to the chosen model, for later stages and `saro eval` to use. Settings that
+and `<output>/<method>/chosen` links to the chosen model, for later stages and `saro eval` to use. `ablations`
+(e.g. SRPO's pair types) are trained from the chosen setting with one thing changed, into
+`<output>/<method>/ablations/<label>/model`, for the report; they are not selected. Settings that
 are done (trained and evaluated) are skipped, so a killed sweep resumes. Selection never reads a reported suite:
 the validation suites are the only input to the score.
 
@@ -42,11 +44,14 @@ class SweepMethod:
         default="train_rw", metadata={"help": "Training section the settings override."}
     )
     settings: list[dict] = field(default_factory=list, metadata={"help": "Overrides per setting (key: value)."})
+    ablations: list[dict] = field(
+        default_factory=list, metadata={"help": "Overrides added to the chosen setting, trained for the report."}
+    )
 
     def __post_init__(self) -> None:
         if not self.settings:
             raise ValueError(f"method {self.name!r}: needs at least one setting")
-        for setting in self.settings:
+        for setting in self.settings + self.ablations:
             if not isinstance(setting, dict) or not setting:
                 raise ValueError(f"method {self.name!r}: each setting is a non-empty mapping of overrides")
             if "output_dir" in setting:
@@ -171,6 +176,14 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         )
         echo(f"saro sweep: {method.name} {label}: score {rows[-1]['score']:.3f} {metrics}")
     chosen = min(rows, key=lambda row: row["score"])  # first listed wins a tie
+    ablations = []
+    for ablation in method.ablations:  # e.g. SRPO with process pairs only: the chosen setting, one thing changed
+        setting = chosen["setting"] | ablation
+        model_dir = folder / "ablations" / setting_label(ablation) / "model"
+        if not (model_dir / "saro_training.json").exists():
+            echo(f"saro sweep: {method.name} ablation {setting_label(ablation)}: training")
+            train_setting(config_path, method, setting, model_dir, sections)
+        ablations.append({"label": setting_label(ablation), "setting": setting, "model": str(model_dir)})
     summary = {
         "method": method.name,
         "stage": method.stage,
@@ -178,6 +191,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         "validation_suites": [s.name for s in config.validation.suites],
         "chosen": chosen["label"],
         "settings": rows,
+        "ablations": ablations,
         "validation": to_plain(config.validation),
     }
     _write_json(folder / "sweep.json", summary)

@@ -41,7 +41,14 @@ def _config(tmp_path, tiny_model, learning_rate=1.0e-3) -> dict:
         },
         "sweep": {
             "output": str(tmp_path / "sweep"),
-            "methods": [{"name": "rw", "stage": "train_rw", "settings": [{"max_steps": 1}, {"max_steps": 2}]}],
+            "methods": [
+                {
+                    "name": "rw",
+                    "stage": "train_rw",
+                    "settings": [{"max_steps": 1}, {"max_steps": 2}],
+                    "ablations": [{"learning_rate": 0.0}],
+                }
+            ],
             "select": ["val_harmful.attack_success", "val_lookalike.over_refusal"],
             "validation": {
                 "max_new_tokens": 8,
@@ -78,6 +85,17 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     chosen = tmp_path / "sweep" / "rw" / "chosen"
     assert chosen.resolve() == (tmp_path / "sweep" / "rw" / best["label"] / "model").resolve()
     assert (chosen / "config.json").exists()
+
+    # An ablation is the chosen setting with one thing changed, trained but not selected.
+    (ablation,) = summary["ablations"]
+    assert ablation["setting"] == best["setting"] | {"learning_rate": 0.0}
+    ablation_training = json.loads(
+        (tmp_path / ablation["model"].split(str(tmp_path) + "/")[-1] / "saro_training.json").read_text()
+    )
+    assert (
+        ablation_training["trl"]["learning_rate"] == 0.0
+        and ablation_training["trl"]["max_steps"] == best["setting"]["max_steps"]
+    )
 
     # The report states the chosen setting and its validation score, every setting in an appendix.
     sweep_file = tmp_path / "sweep" / "rw" / "sweep.json"
