@@ -23,22 +23,28 @@ demo: setup
 	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/demo/eval/saro
 	$(BIN)/saro report runs/demo/eval/base runs/demo/eval/saro output=runs/demo/report
 
-# The five-model comparison (issue 4): the two baselines, then every model on the full suites, then the report.
-# Needs `make demo` first (RW data and models). Each step skips what is done; evaluations resume.
-COMPARE := --config configs/compare.yaml
+# The comparison (issues 4 and 10): the baselines' data; every method tuned on the validation set (`saro sweep`: three
+# settings each, the rule in configs/compare.yaml); SRPO traces from the chosen RW model; every chosen model (and
+# SRPO's pair-type ablations) on the reported suites; the report. Needs `make demo` first (RW data, prompt splits).
+# Each step skips what is done; sweeps and evaluations resume. COMPARE_CONFIG=configs/smollm2-full.yaml for the
+# longer recipe.
+COMPARE_CONFIG ?= configs/compare.yaml
+COMPARE := --config $(COMPARE_CONFIG)
+SWEEP := runs/sweep
 runs/demo/safety-sft.jsonl runs/demo/safety-dpo.jsonl: runs/demo/rw.jsonl
 	$(BIN)/saro synth baselines $(COMPARE)
-runs/demo/safety-sft-model/saro_training.json: runs/demo/safety-sft.jsonl
-	$(BIN)/saro train safety-sft $(COMPARE)
-runs/demo/safety-dpo-model/saro_training.json: runs/demo/safety-dpo.jsonl
-	$(BIN)/saro train safety-dpo $(COMPARE)
 
-compare: setup runs/demo/safety-sft-model/saro_training.json runs/demo/safety-dpo-model/saro_training.json
+compare: setup runs/demo/safety-sft.jsonl
+	$(BIN)/saro sweep $(COMPARE) --method rw --method safety_sft --method safety_dpo
+	$(BIN)/saro synth srpo $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen)
+	$(BIN)/saro sweep $(COMPARE) --method srpo
 	$(BIN)/saro eval $(COMPARE) model=smollm2 output=runs/compare/base
-	$(BIN)/saro eval $(COMPARE) model=runs/demo/safety-sft-model output=runs/compare/safety-sft
-	$(BIN)/saro eval $(COMPARE) model=runs/demo/safety-dpo-model output=runs/compare/safety-dpo
-	$(BIN)/saro eval $(COMPARE) model=runs/demo/rw-model output=runs/compare/rw
-	$(BIN)/saro eval $(COMPARE) model=runs/demo/srpo-model output=runs/compare/saro
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_sft/chosen) output=runs/compare/safety-sft
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_dpo/chosen) output=runs/compare/safety-dpo
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen) output=runs/compare/rw
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/srpo/chosen) output=runs/compare/saro
+	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-pp/model output=runs/compare/saro-pp-only
+	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-op/model output=runs/compare/saro-op-only
 	$(BIN)/saro report $(COMPARE)
 
 test: setup

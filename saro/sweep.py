@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ from saro.evaluation.runner import EvalConfig
 log = logging.getLogger(__name__)
 
 TRAINING_SECTIONS = ("train_rw", "train_srpo", "train_safety_sft", "train_safety_dpo")
-_METRIC = re.compile(r"^(\w+)\.(attack_success|over_refusal|refusal)$")
+_METRIC = re.compile(r"^(\w+)\.(attack_success|over_refusal)$")
+_METRIC_TYPES = {"attack_success": ("harmful", "jailbreak"), "over_refusal": ("overrefusal",)}
 
 
 @dataclass
@@ -62,7 +64,7 @@ class SweepMethod:
 class SweepConfig:
     """`methods` to tune, `validation` (an eval section whose suites are built from the validation prompts; its
     `model` and `output` are set per setting), `select` (rates `suite.metric` whose mean is minimised; metric is
-    attack_success, over_refusal or refusal) and `output` (sweep folder)."""
+    attack_success or over_refusal; outputs cut at max_new_tokens count against a setting) and `output`."""
 
     methods: list[SweepMethod] = field(default_factory=list, metadata={"help": "Methods and their settings."})
     validation: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Validation evaluation."})
@@ -74,13 +76,16 @@ class SweepConfig:
             raise ValueError("sweep needs at least one method")
         if not self.select:
             raise ValueError("select: name the validation rates to minimise, e.g. val_harmful.attack_success")
-        suites = {s.name for s in self.validation.suites}
+        suites = {s.name: s.type for s in self.validation.suites}
         for item in self.select:
             match = _METRIC.match(item)
             if not match:
-                raise ValueError(f"select: {item!r} is not suite.attack_success|over_refusal|refusal")
-            if match.group(1) not in suites:
+                raise ValueError(f"select: {item!r} is not suite.attack_success or suite.over_refusal")
+            suite, metric = match.groups()
+            if suite not in suites:
                 raise ValueError(f"select: {item!r} names no validation suite ({', '.join(sorted(suites))})")
+            if suites[suite] not in _METRIC_TYPES[metric]:
+                raise ValueError(f"select: {item!r}: a {suites[suite]} suite has no {metric}")
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"method names must be unique, got {names}")
@@ -94,42 +99,71 @@ def setting_label(setting: dict) -> str:
 
 
 def rate(results: dict, item: str) -> float:
-    """The rate `suite.metric` from a `saro eval` results.json."""
+    """The rate `suite.metric` from a `saro eval` results.json, outputs cut at max_new_tokens included: a setting
+    that rambles past the cap must not look safe (or helpful) for it."""
     suite_name, metric = _METRIC.match(item).groups()
     suite = results["suites"].get(suite_name)
     if suite is None:
         raise DataError(f"validation results have no suite {suite_name!r}")
-    value = suite["benign"][metric] if metric == "over_refusal" else suite[metric]
-    if value["rate"] is None:
+    rates = suite["benign"] if metric == "over_refusal" else suite
+    value, truncated = rates[metric], rates["truncated"]
+    if not value["n"]:
         raise DataError(f"validation suite {suite_name!r} has no prompts for {metric}: an empty score is no score")
-    return value["rate"]
+    return round((value["k"] + truncated["k"]) / value["n"], 4)
 
 
 def score(results: dict, select: list[str]) -> float:
     return round(sum(rate(results, item) for item in select) / len(select), 4)
 
 
-def train_setting(config_path: Path, method: SweepMethod, setting: dict, model_dir: Path, sections) -> Path:
-    """Train one setting through the stage's own trainer; `overrides` beat the section's values."""
+def _overrides(setting: dict, model_dir: Path) -> list[str]:
+    return [f"{key}={json.dumps(value)}" for key, value in setting.items()] + [f"output_dir={model_dir}"]
+
+
+def _stage_classes(stage: str):
+    from trl import DPOConfig, SFTConfig
+
+    from saro.training import DPOStageConfig, SFTStageConfig
+
+    return (SFTStageConfig, SFTConfig) if stage in ("train_rw", "train_safety_sft") else (DPOStageConfig, DPOConfig)
+
+
+def check_setting(config_path: Path, method: SweepMethod, setting: dict, sections) -> None:
+    """Load the stage config a setting makes (validation only): its keys and values must be the stage's."""
     from saro.training import load_training_config
 
-    overrides = [f"{key}={json.dumps(value)}" for key, value in setting.items()] + [f"output_dir={model_dir}"]
-    if method.stage in ("train_rw", "train_safety_sft"):
-        from trl import SFTConfig
-
-        from saro.training import SFTStageConfig, run_sft
-
-        stage_config, trl_config = load_training_config(
-            SFTStageConfig, SFTConfig, config_path, method.stage, overrides, sections
+    try:
+        load_training_config(
+            *_stage_classes(method.stage), config_path, method.stage, _overrides(setting, Path("x")), sections
         )
-        return run_sft(stage_config, trl_config)
-    from trl import DPOConfig
+    except ConfigError as exc:
+        raise ConfigError(f"sweep method {method.name!r}, setting {setting}: {exc}") from None
 
-    from saro.training import DPOStageConfig, run_dpo
 
+def _inputs_hash(section: dict) -> str:
+    """A stage section's hash with its model resolved (a `chosen` link that moved is another model) and its data
+    files fingerprinted (regenerated data is other data)."""
+    resolved = dict(section)
+    for key in ("model", "data", "eval_data"):
+        value = resolved.get(key)
+        if isinstance(value, str) and os.path.exists(value):
+            stat = os.stat(value)
+            resolved[key] = [os.path.realpath(value), stat.st_size if os.path.isfile(value) else None]
+            if os.path.isfile(value):
+                resolved[key].append(stat.st_mtime_ns)
+    return config_hash(resolved)
+
+
+def train_setting(config_path: Path, method: SweepMethod, setting: dict, model_dir: Path, sections) -> Path:
+    """Train one setting through the stage's own trainer; `overrides` beat the section's values."""
+    from saro.training import load_training_config, run_dpo, run_sft
+
+    classes = _stage_classes(method.stage)
     stage_config, trl_config = load_training_config(
-        DPOStageConfig, DPOConfig, config_path, method.stage, overrides, sections
+        *classes, config_path, method.stage, _overrides(setting, model_dir), sections
     )
+    if method.stage in ("train_rw", "train_safety_sft"):
+        return run_sft(stage_config, trl_config)
     return run_dpo(stage_config, trl_config, stage=method.stage.removeprefix("train_").replace("_", "-"))
 
 
@@ -143,7 +177,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         label = setting_label(setting)
         model_dir, eval_dir = folder / label / "model", folder / label / "eval"
         started = time.time()
-        stage_hash = config_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
+        stage_hash = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
         stamp = folder / label / "setting.json"
         if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != stage_hash:
             raise ConfigError(
@@ -154,14 +188,13 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
             echo(f"saro sweep: {method.name} {label}: trained earlier, skipped")
         else:
             echo(f"saro sweep: {method.name} {label}: training")
+            if eval_dir.exists():  # generations of an earlier, unfinished model
+                shutil.rmtree(eval_dir)
             _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": stage_hash})
             train_setting(config_path, method, setting, model_dir, sections)
-        results_path = eval_dir / "results.json"
-        if results_path.exists() and (eval_dir / "results.json.manifest.json").exists():
-            results = json.loads(results_path.read_text())
-        else:
-            echo(f"saro sweep: {method.name} {label}: validating")
-            results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
+        # Always run: finished generations are reused (0 s), a changed validation section is refused by eval.
+        echo(f"saro sweep: {method.name} {label}: validating")
+        results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
         metrics = {item: rate(results, item) for item in config.select}
         rows.append(
             {
@@ -180,8 +213,13 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
     for ablation in method.ablations:  # e.g. SRPO with process pairs only: the chosen setting, one thing changed
         setting = chosen["setting"] | ablation
         model_dir = folder / "ablations" / setting_label(ablation) / "model"
+        stamp = model_dir.parent / "setting.json"
+        inputs = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
+        if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != inputs:
+            shutil.rmtree(model_dir.parent)  # trained from another chosen setting or other inputs: stale
         if not (model_dir / "saro_training.json").exists():
             echo(f"saro sweep: {method.name} ablation {setting_label(ablation)}: training")
+            _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": inputs})
             train_setting(config_path, method, setting, model_dir, sections)
         ablations.append({"label": setting_label(ablation), "setting": setting, "model": str(model_dir)})
     summary = {
@@ -195,10 +233,11 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         "validation": to_plain(config.validation),
     }
     _write_json(folder / "sweep.json", summary)
-    link = folder / "chosen"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(Path(chosen["label"]) / "model", target_is_directory=True)
+    link, tmp = folder / "chosen", folder / "chosen.tmp"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(Path(chosen["label"]) / "model", target_is_directory=True)
+    os.replace(tmp, link)  # never a moment without a link
     return summary
 
 
@@ -215,6 +254,9 @@ def run_sweep(path: Path, overrides: list[str], sections, methods: list[str] | N
     if unknown:
         raise ConfigError(f"{path}: sweep has no method {unknown[0]!r}; methods: {', '.join(known)}")
     chosen = [m for m in config.methods if methods is None or m.name in methods]
+    for method in chosen:  # a typo in the third setting fails now, not after two trainings
+        for setting in method.settings + method.ablations:
+            check_setting(path, method, setting, sections)
     return [run_method(config, method, path, sections, echo) for method in chosen]
 
 

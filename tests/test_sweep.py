@@ -8,7 +8,7 @@ import yaml
 from conftest import RW_ANSWER, RW_REFUSAL
 
 from saro.cli.main import SECTIONS, main
-from saro.errors import ConfigError
+from saro.errors import ConfigError, DataError
 from saro.sweep import run_sweep
 
 
@@ -129,3 +129,35 @@ def test_sweep_config_errors_name_the_problem(tmp_path, tiny_model, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["sweep", "--config", str(path), "--method", "srpo"]) == 2
     assert "sweep has no method 'srpo'" in capsys.readouterr().err
+
+
+def test_sweep_checks_rule_and_every_setting_before_training(tmp_path, tiny_model, capsys):
+    _files(tmp_path)
+    config = _config(tmp_path, tiny_model)
+    config["sweep"]["select"] = ["val_lookalike.attack_success"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["sweep", "--config", str(path)]) == 2
+    assert "a overrefusal suite has no attack_success" in capsys.readouterr().err
+    config = _config(tmp_path, tiny_model)
+    config["sweep"]["methods"][0]["settings"].append({"learnin_rate": 0.1})
+    path.write_text(yaml.safe_dump(config))
+    assert main(["sweep", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "setting {'learnin_rate': 0.1}" in err and "did you mean 'learning_rate'" in err
+    assert not (tmp_path / "sweep").exists()  # nothing trained before the typo was found
+
+
+def test_truncated_outputs_count_against_a_setting():
+    from saro.sweep import rate
+
+    results = {
+        "suites": {
+            "h": {"attack_success": {"k": 1, "n": 10}, "truncated": {"k": 3, "n": 10}},
+            "o": {"benign": {"over_refusal": {"k": 2, "n": 4}, "truncated": {"k": 1, "n": 4}}},
+            "empty": {"benign": {"over_refusal": {"k": 0, "n": 0}, "truncated": {"k": 0, "n": 0}}},
+        }
+    }
+    assert rate(results, "h.attack_success") == 0.4 and rate(results, "o.over_refusal") == 0.75
+    with pytest.raises(DataError, match="has no prompts for over_refusal"):
+        rate(results, "empty.over_refusal")

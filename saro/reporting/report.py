@@ -332,6 +332,8 @@ def sweep_tables(paths: list[Path]) -> list[Table]:
     if not sweeps:
         return []
     rule = sweeps[0]["rule"]["minimize_mean_of"]
+    if any(sweep["rule"]["minimize_mean_of"] != rule for sweep in sweeps):
+        raise DataError("report: the sweeps were selected by different rules; compare methods chosen by one rule")
     note = (
         "Each method's settings were trained and scored on the validation prompts only (never on the suites "
         f"above); score = mean of {', '.join(rule)} (lower is better); rates in %."

@@ -111,6 +111,13 @@ class PromptSetConfig:
             for kind in getattr(self, name):
                 if kind not in KINDS:
                     raise ValueError(f"{name}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        shared = set(self.heldout_families) & set(self.validation_families)
+        if shared:
+            raise ValueError(f"family {sorted(shared)[0]!r} is in both heldout_families and validation_families")
+        for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
+            counts = getattr(self, name)
+            if counts.get("jailbreak") and not counts.get("harmful"):
+                raise ValueError(f"{name}: jailbreak prompts wrap the split's harmful ones; set harmful too")
         for spec in self.validation_sources:
             if spec.name not in SOURCES:
                 raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
@@ -275,6 +282,8 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     excluded = [r for spec in config.exclude for r in load_source(spec, config.seed)]
     val_leaks = find_leaks(validation, excluded) if excluded and validation else {}
     validation = [r for r in validation if r.id not in val_leaks]
+    held_leaks = find_leaks(heldout, validation) if heldout and validation else {}
+    heldout = [r for r in heldout if r.id not in held_leaks]
     reference = excluded + heldout + validation
     srpo_leaks = find_leaks(srpo, reference) if reference and srpo else {}
     srpo = [r for r in srpo if r.id not in srpo_leaks]

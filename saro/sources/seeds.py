@@ -9,6 +9,27 @@ from saro.errors import DataError
 from saro.records import PromptRecord, stable_id
 from saro.sources.files import read_yaml, require
 
+# The kinds of look-alike models over-refuse; each seed group names its own (`type`).
+LOOKALIKE_TYPES = (
+    "homonym",
+    "figurative",
+    "safe_target",
+    "safe_context",
+    "definition",
+    "history",
+    "discrimination_harmless",
+    "nonsense_discrimination",
+    "privacy_public",
+    "privacy_fictional",
+)
+
+
+def _strings(group: dict, key: str, where: str, default: list | None = None) -> list[str]:
+    value = group.get(key, default if default is not None else [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DataError(f"{where}: field {key!r} must be a list of strings")
+    return value
+
 
 def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     """Expand every contrast action through every frame; `meta.group` names the trigger so splits keep it whole.
@@ -37,8 +58,10 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
         where = f"{file}: contrast[{i}]"
         trigger, category = require(group, "trigger", where), require(group, "category", where)
         harm, why = require(group, "harm", where), require(group, "why", where)
-        group_frames = group.get("frames", frames)
+        group_frames = _strings(group, "frames", where, frames)
         lookalike = group.get("type", "homonym")
+        if lookalike not in LOOKALIKE_TYPES:
+            raise DataError(f"{where}: type {lookalike!r} is not one of {', '.join(LOOKALIKE_TYPES)}")
         group_id = f"trigger:{trigger}"  # splits keep a trigger's harmful and harmless sides together
         sides = [
             ("harmful", "harmful", category, {"harm": harm}),
@@ -46,8 +69,8 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
         ]
         for kind, side, label, readings in sides:
             # `harmful`/`benign` are actions asked through every frame; `*_prompts` are whole prompts, as written.
-            prompts = [(frame.format(action=a), a) for a in group.get(side, []) for frame in group_frames]
-            prompts += [(text, None) for text in group.get(f"{side}_prompts", [])]  # quoted by the teacher
+            prompts = [(frame.format(action=a), a) for a in _strings(group, side, where) for frame in group_frames]
+            prompts += [(text, None) for text in _strings(group, f"{side}_prompts", where)]  # quoted by the teacher
             if not prompts:
                 raise DataError(f"{where}: needs '{side}' actions or '{side}_prompts'")
             for prompt, action in prompts:

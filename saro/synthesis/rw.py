@@ -131,9 +131,8 @@ def prepare_prompts(config: RWSynthesisConfig) -> list[PromptRecord]:
     folder = config.output.parent
     write_jsonl(folder / "prompts.train.jsonl", (r.to_dict() for r in split.train))
     write_jsonl(folder / "prompts.heldout.jsonl", (r.to_dict() for r in split.heldout))
-    for name in ("validation", "srpo"):
-        if getattr(split, name):
-            write_jsonl(folder / f"prompts.{name}.jsonl", (r.to_dict() for r in getattr(split, name)))
+    for name in ("validation", "srpo"):  # written even when empty: a file from an older mix must not survive
+        write_jsonl(folder / f"prompts.{name}.jsonl", (r.to_dict() for r in getattr(split, name)))
     log.info("prompt mix: %s", split.report)
     return split.train
 
