@@ -23,28 +23,35 @@ demo: setup
 	$(BIN)/saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/demo/eval/saro
 	$(BIN)/saro report runs/demo/eval/base runs/demo/eval/saro output=runs/demo/report
 
+# The longer recipe: the best a CPU gives in at most 2.5 hours (`saro run`), then `make compare RECIPE=full`.
+full: setup
+	$(BIN)/saro model prepare
+	$(BIN)/saro run configs/smollm2-full.yaml
+
 # The comparison (issues 4 and 10): the baselines' data; every method tuned on the validation set (`saro sweep`: three
-# settings each, the rule in configs/compare.yaml); SRPO traces from the chosen RW model; every chosen model (and
-# SRPO's pair-type ablations) on the reported suites; the report. Needs `make demo` first (RW data, prompt splits).
-# Each step skips what is done; sweeps and evaluations resume. COMPARE_CONFIG=configs/smollm2-full.yaml for the
-# longer recipe.
-COMPARE_CONFIG ?= configs/compare.yaml
+# settings each, the rule in the config's sweep section); SRPO traces from the chosen RW model; every chosen model
+# (and SRPO's pair-type ablations) on the reported suites; the report. Needs `make demo` first (or `make full` with
+# RECIPE=full). Each step skips what is done; sweeps and evaluations resume.
+RECIPE ?= demo
+COMPARE_CONFIG := $(if $(filter full,$(RECIPE)),configs/smollm2-full.yaml,configs/compare.yaml)
+RUN := runs/$(RECIPE)
 COMPARE := --config $(COMPARE_CONFIG)
-SWEEP := runs/sweep
-runs/demo/safety-sft.jsonl runs/demo/safety-dpo.jsonl: runs/demo/rw.jsonl
+SWEEP := $(RUN)/sweep
+OUT := $(RUN)/compare
+$(RUN)/safety-sft.jsonl: $(RUN)/rw.jsonl
 	$(BIN)/saro synth baselines $(COMPARE)
 
-compare: setup runs/demo/safety-sft.jsonl
+compare: setup $(RUN)/safety-sft.jsonl
 	$(BIN)/saro sweep $(COMPARE) --method rw --method safety_sft --method safety_dpo
-	$(BIN)/saro synth srpo $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen)
+	$(BIN)/saro synth srpo $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen) output=$(SWEEP)/srpo.jsonl
 	$(BIN)/saro sweep $(COMPARE) --method srpo
-	$(BIN)/saro eval $(COMPARE) model=smollm2 output=runs/compare/base
-	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_sft/chosen) output=runs/compare/safety-sft
-	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_dpo/chosen) output=runs/compare/safety-dpo
-	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen) output=runs/compare/rw
-	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/srpo/chosen) output=runs/compare/saro
-	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-pp/model output=runs/compare/saro-pp-only
-	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-op/model output=runs/compare/saro-op-only
+	$(BIN)/saro eval $(COMPARE) model=smollm2 output=$(OUT)/base
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_sft/chosen) output=$(OUT)/safety-sft
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/safety_dpo/chosen) output=$(OUT)/safety-dpo
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/rw/chosen) output=$(OUT)/rw
+	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/srpo/chosen) output=$(OUT)/saro
+	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-pp/model output=$(OUT)/saro-pp-only
+	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-op/model output=$(OUT)/saro-op-only
 	$(BIN)/saro report $(COMPARE)
 
 test: setup
@@ -53,4 +60,4 @@ test: setup
 lint: setup
 	$(BIN)/ruff check saro tests
 
-.PHONY: setup demo compare test lint
+.PHONY: setup demo full compare test lint

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from saro.config import build_dataclass, config_hash, read_config_data, to_plain
 from saro.errors import ConfigError, DataError
 from saro.evaluation.runner import EvalConfig
@@ -46,6 +48,9 @@ class SweepMethod:
         default="train_rw", metadata={"help": "Training section the settings override."}
     )
     settings: list[dict] = field(default_factory=list, metadata={"help": "Overrides per setting (key: value)."})
+    base: dict = field(
+        default_factory=dict, metadata={"help": "Overrides every setting shares (e.g. SRPO's model and pairs)."}
+    )
     ablations: list[dict] = field(
         default_factory=list, metadata={"help": "Overrides added to the chosen setting, trained for the report."}
     )
@@ -56,6 +61,7 @@ class SweepMethod:
         for setting in self.settings + self.ablations:
             if not isinstance(setting, dict) or not setting:
                 raise ValueError(f"method {self.name!r}: each setting is a non-empty mapping of overrides")
+        for setting in [self.base, *self.settings, *self.ablations]:
             if "output_dir" in setting:
                 raise ValueError(f"method {self.name!r}: output_dir is set by the sweep")
 
@@ -116,8 +122,14 @@ def score(results: dict, select: list[str]) -> float:
     return round(sum(rate(results, item) for item in select) / len(select), 4)
 
 
-def _overrides(setting: dict, model_dir: Path) -> list[str]:
-    return [f"{key}={json.dumps(value)}" for key, value in setting.items()] + [f"output_dir={model_dir}"]
+def _overrides(method: SweepMethod, setting: dict, model_dir: Path) -> list[str]:
+    merged = method.base | setting
+    return [f"{key}={_yaml_value(value)}" for key, value in merged.items()] + [f"output_dir={model_dir}"]
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as overrides parse it back (YAML: JSON's `2e-05` would read as a string)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).removesuffix("...\n").strip()
 
 
 def _stage_classes(stage: str):
@@ -134,7 +146,7 @@ def check_setting(config_path: Path, method: SweepMethod, setting: dict, section
 
     try:
         load_training_config(
-            *_stage_classes(method.stage), config_path, method.stage, _overrides(setting, Path("x")), sections
+            *_stage_classes(method.stage), config_path, method.stage, _overrides(method, setting, Path("x")), sections
         )
     except ConfigError as exc:
         raise ConfigError(f"sweep method {method.name!r}, setting {setting}: {exc}") from None
@@ -160,7 +172,7 @@ def train_setting(config_path: Path, method: SweepMethod, setting: dict, model_d
 
     classes = _stage_classes(method.stage)
     stage_config, trl_config = load_training_config(
-        *classes, config_path, method.stage, _overrides(setting, model_dir), sections
+        *classes, config_path, method.stage, _overrides(method, setting, model_dir), sections
     )
     if method.stage in ("train_rw", "train_safety_sft"):
         return run_sft(stage_config, trl_config)
@@ -177,7 +189,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         label = setting_label(setting)
         model_dir, eval_dir = folder / label / "model", folder / label / "eval"
         started = time.time()
-        stage_hash = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
+        stage_hash = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | method.base | setting)
         stamp = folder / label / "setting.json"
         if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != stage_hash:
             raise ConfigError(
@@ -214,7 +226,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         setting = chosen["setting"] | ablation
         model_dir = folder / "ablations" / setting_label(ablation) / "model"
         stamp = model_dir.parent / "setting.json"
-        inputs = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | setting)
+        inputs = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | method.base | setting)
         if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != inputs:
             shutil.rmtree(model_dir.parent)  # trained from another chosen setting or other inputs: stale
         if not (model_dir / "saro_training.json").exists():

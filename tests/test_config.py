@@ -57,6 +57,7 @@ def test_shipped_configs_validate(path):
     from saro.config import read_config_data, split_trl_keys
     from saro.evaluation.runner import EvalConfig
     from saro.reporting.report import ReportConfig
+    from saro.sweep import SweepConfig, check_setting
     from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig
     from saro.training import DPOStageConfig, SFTStageConfig
     from saro.training.baselines import BaselineDataConfig
@@ -67,6 +68,7 @@ def test_shipped_configs_validate(path):
         "synth_baselines": BaselineDataConfig,
         "eval": EvalConfig,
         "report": ReportConfig,
+        "sweep": SweepConfig,
     }
     trained = {
         "train_rw": (SFTStageConfig, SFTConfig),
@@ -77,7 +79,11 @@ def test_shipped_configs_validate(path):
     present = set(yaml.safe_load(path.read_text()))
     assert present and present <= set(SECTIONS)
     for section in present:
-        if section in plain:
+        if section == "sweep":  # every setting must make a valid config of its stage
+            for method in load_config(SweepConfig, path, section, (), SECTIONS).methods:
+                for setting in method.settings + method.ablations:
+                    check_setting(path, method, setting, SECTIONS)
+        elif section in plain:
             load_config(plain[section], path, section, (), SECTIONS)
         else:
             data, source = read_config_data(path, section, (), SECTIONS)
