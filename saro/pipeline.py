@@ -6,10 +6,16 @@ skipped; an unfinished one is run again and resumes from its own partial outputs
 training from its last checkpoint), and the outputs of later stages, built on its old outputs, are deleted. A
 stage whose config changed refuses to mix old and new outputs unless `redo_changed` is set, which deletes that
 stage's outputs and those of every later stage.
+
+`synth_srpo.rounds: N` repeats SRPO: round r samples the round r-1 model on the same prompts and trains from it
+against it (`srpo.rN.jsonl`, `<train_srpo.output_dir>-rN`); the last round's model is the result.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -34,6 +40,11 @@ class Stage:
     name: str
     run: Callable[[], object]
     outputs: list[Path]
+    section: str = ""  # the config section it comes from (SRPO rounds share one); default: its name
+    round: int = 1
+
+    def __post_init__(self) -> None:
+        self.section = self.section or self.name
 
 
 def split_run_overrides(overrides: list[str], sections) -> dict[str, list[str]]:
@@ -71,12 +82,7 @@ def build_stages(path: Path, routed: dict[str, list[str]], sections) -> list[Sta
         if Path(str(value)) != Path(str(source)):
             raise ConfigError(f"{path}: {name} is {value} but {source_name} is {source}; saro run chains them")
     rw_folder = rw.output.parent
-    srpo_files = [
-        f(out)
-        for out in (srpo.output, srpo.heldout_output)
-        for f in (lambda o: o, lambda o: sidecar(o, "traces"), lambda o: sidecar(o, "prompts"), _manifest)
-    ]
-    return [
+    stages = [
         Stage(
             "synth_rw",
             lambda: run_rw_synthesis(rw),
@@ -84,9 +90,42 @@ def build_stages(path: Path, routed: dict[str, list[str]], sections) -> list[Sta
             + ([] if rw.prompts_file else [rw_folder / f"prompts.{split}.jsonl" for split in PROMPT_SPLITS]),
         ),
         Stage("train_rw", lambda: run_sft(sft, sft_args), [Path(sft_args.output_dir)]),
-        Stage("synth_srpo", lambda: run_srpo_synthesis(srpo), srpo_files),
-        Stage("train_srpo", lambda: run_dpo(dpo, dpo_args), [Path(dpo_args.output_dir)]),
     ]
+    # Round r samples the round r-1 model and trains from it against it as reference (STAIR-style iterative DPO):
+    # the pairs then come from where the improved model still errs.
+    first_output, first_dir = srpo.output, str(dpo_args.output_dir)
+    for round_ in range(1, srpo.rounds + 1):
+        if round_ > 1:
+            previous = str(dpo_args.output_dir)
+            srpo = dataclasses.replace(srpo, model=previous, output=_round_path(first_output, round_))
+            eval_data = srpo.heldout_output if dpo.eval_data else None
+            dpo = dataclasses.replace(dpo, model=previous, data=srpo.output, eval_data=eval_data)
+            dpo_args = copy.deepcopy(dpo_args)
+            dpo_args.output_dir = f"{first_dir}-r{round_}"
+        suffix = f"_r{round_}" if round_ > 1 else ""
+        srpo_files = [
+            f(out)
+            for out in (srpo.output, srpo.heldout_output)
+            for f in (lambda o: o, lambda o: sidecar(o, "traces"), lambda o: sidecar(o, "prompts"), _manifest)
+        ]
+        stages += [
+            Stage(
+                f"synth_srpo{suffix}", functools.partial(run_srpo_synthesis, srpo), srpo_files, "synth_srpo", round_
+            ),
+            Stage(
+                f"train_srpo{suffix}",
+                functools.partial(run_dpo, dpo, dpo_args),
+                [Path(dpo_args.output_dir)],
+                "train_srpo",
+                round_,
+            ),
+        ]
+    return stages
+
+
+def _round_path(path: Path, round_: int) -> Path:
+    """`srpo.jsonl` -> `srpo.r2.jsonl`: round r's pairs beside round 1's."""
+    return path.with_name(f"{path.stem}.r{round_}{path.suffix}")
 
 
 def _manifest(path: Path) -> Path:
@@ -106,8 +145,9 @@ def run_pipeline(path: Path, overrides: list[str], redo_changed: bool = False, e
     stages = build_stages(path, routed, sections)
     hashes, upstream = {}, ""
     for stage in stages:
-        data, _ = read_config_data(path, stage.name, routed[stage.name], sections)
-        upstream = hashes[stage.name] = config_hash({"stage": stage.name, "config": data, "upstream": upstream})
+        data, _ = read_config_data(path, stage.section, routed[stage.section], sections)
+        record = {"stage": stage.name, "config": data, "upstream": upstream}
+        upstream = hashes[stage.name] = config_hash(record | ({"round": stage.round} if stage.round > 1 else {}))
     state_path = stages[0].outputs[0].parent / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     changed = [s for s in stages if s.name in state and state[s.name]["hash"] != hashes[s.name]]
@@ -140,7 +180,7 @@ def run_pipeline(path: Path, overrides: list[str], redo_changed: bool = False, e
         started = time.time()
         result = stage.run()
         if report:
-            report(stage.name, result)
+            report(stage.section, result)
         timings[stage.name] = round(time.time() - started, 1)
         state[stage.name] |= {"done": True, "seconds": timings[stage.name]}
         _save(state_path, state)

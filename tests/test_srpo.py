@@ -312,3 +312,25 @@ def test_synthesis_samples_traces_from_an_endpoint(tmp_path, tiny_model, scripte
     ]
     pairs = _lines(out)
     assert any(p["meta"]["kind"] == "harmful" and p["meta"]["pair_type"] == "pp" for p in pairs)
+
+
+def test_srpo_rounds_sample_and_start_from_the_previous_round(tmp_path, tiny_model):
+    config = _run_config(tmp_path, tiny_model)
+    config.write_text(config.read_text().replace("  samples: 2\n", "  samples: 2\n  rounds: 2\n"))
+    run = tmp_path / "run"
+    assert main(["run", str(config)]) == 0
+    first, second = run / "srpo-model", run / "srpo-model-r2"
+    round2 = json.loads((second / "saro_training.json").read_text())
+    assert round2["config"]["model"] == str(first) and round2["config"]["data"] == str(run / "srpo.r2.jsonl")
+    manifest = json.loads((run / "srpo.r2.jsonl.manifest.json").read_text())
+    assert manifest["config"]["model"] == str(first)  # round 2's traces come from the round-1 model
+    assert _lines(run / "srpo.r2.traces.jsonl") and (run / "srpo.r2.heldout.jsonl").exists()
+    state = json.loads((run / "saro-run.json").read_text())
+    assert {name for name in state if state[name]["done"]} == {
+        "synth_rw",
+        "train_rw",
+        "synth_srpo",
+        "train_srpo",
+        "synth_srpo_r2",
+        "train_srpo_r2",
+    }

@@ -94,10 +94,13 @@ class SRPOSynthesisConfig:
     policy: Path | None = field(default=None, metadata={"help": "Policy YAML (default: packaged v1)."})
     teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Teacher backend."})
     seed: int = field(default=0, metadata={"help": "Seed for sub-sampling and sampling."})
+    rounds: int = field(
+        default=1, metadata={"help": "saro run: SRPO rounds; round r samples and starts from the round r-1 model."}
+    )
 
     def __post_init__(self) -> None:
-        if self.samples < 1 or self.batch_size < 1 or self.min_step < 1:
-            raise ValueError("samples, batch_size and min_step must be at least 1")
+        if self.samples < 1 or self.batch_size < 1 or self.min_step < 1 or self.rounds < 1:
+            raise ValueError("samples, batch_size, min_step and rounds must be at least 1")
         if "teacher" in (self.steps, self.judge) and self.teacher.kind == "offline":
             raise ValueError("steps=teacher and judge=teacher need teacher.kind http or local")
 
