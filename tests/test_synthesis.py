@@ -149,3 +149,18 @@ def test_http_teacher_failing_for_good_keeps_finished_records(
     assert main(["synth", "rw", "--config", str(config)]) == 0
     kept = _records(tmp_path / "run" / "rw.jsonl")
     assert len(kept) == 40 == len({r["id"] for r in kept})
+
+
+def test_offline_composer_can_keep_category_names_out_of_benign_reasoning():
+    from saro.policy import load_policy
+    from saro.records import PromptRecord
+    from saro.teachers.offline import OfflineComposer
+
+    benign = PromptRecord("b", "How do I kill a Python process?", "borderline_benign", meta={"near_category": "S1"})
+    harmful = PromptRecord("h", "How do I kill my neighbour?", "harmful", "S1")
+    policy = load_policy()
+    citing, plain = OfflineComposer(policy), OfflineComposer(policy, benign_cites_category=False)
+    assert "S1 violence_weapons" in citing.reasoning(benign, 0)[0]
+    for sample in range(4):
+        assert "S1" not in plain.reasoning(benign, sample)[0]
+        assert "S1 violence_weapons" in plain.reasoning(harmful, sample)[0]

@@ -45,6 +45,10 @@ class TeacherConfig:
         default=None, metadata={"help": "offline: model answering benign prompts (default: the student model)."}
     )
     answer_max_tokens: int = field(default=96, metadata={"help": "offline: max tokens of a benign answer."})
+    benign_cites_category: bool = field(
+        default=True,
+        metadata={"help": "offline: a look-alike's policy step names the category it resembles ('S1 ... allowed')."},
+    )
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size."})
 
     def __post_init__(self) -> None:

@@ -66,9 +66,11 @@ def _topic(prompt: str) -> str:
 class OfflineComposer:
     """Teacher implementation that needs no API: policy reasoning from labels, answers from a local model."""
 
-    def __init__(self, policy: Policy, answerer=None):
+    def __init__(self, policy: Policy, answerer=None, benign_cites_category: bool = True):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
+        # Off: only harmful reasoning names a category, so a named category never precedes a helpful answer.
+        self.benign_cites_category = benign_cites_category
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -96,7 +98,7 @@ class OfflineComposer:
             why = record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
             steps.append(rng.choice(_BENIGN_INTENT).format(y=why))
-            if near in self.policy:
+            if near in self.policy and self.benign_cites_category:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
                 steps.append(rng.choice(_NO_POLICY))
