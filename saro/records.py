@@ -40,6 +40,17 @@ def split_response(text: str) -> tuple[str | None, str]:
     return match.group(1).strip(), match.group(2).strip()
 
 
+_DECISION = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
+
+
+def decision_of(reasoning: str | None) -> str | None:
+    """The reasoning's last decision line as "refuse" or "answer"; None when it has none."""
+    found = _DECISION.findall(reasoning or "")
+    if not found:
+        return None
+    return "refuse" if found[-1].lower() in ("refuse", "decline") else "answer"
+
+
 def stable_id(*parts: Any) -> str:
     """A short id that is the same on every rerun for the same source, index and shaping parameters."""
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

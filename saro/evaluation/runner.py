@@ -39,6 +39,7 @@ from saro.records import (
     THINK_OPEN,
     JsonlWriter,
     PromptRecord,
+    decision_of,
     format_response,
     pending_batches,
     read_jsonl,
@@ -262,6 +263,7 @@ def run_eval(config: EvalConfig) -> dict:
                 "family": record.template_family,
                 "tokens": g["tokens"],
                 "has_reasoning": g["reasoning"] is not None,
+                "decision": decision_of(g["reasoning"]),
                 "truncated": g["truncated"],
                 **{k: j[k] for k in ("refusal", "outcome", "reasoning_verdict", "correct")},
             }

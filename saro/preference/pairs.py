@@ -17,7 +17,6 @@ no end-of-turn token: the DPO trainer appends exactly one, so no pair teaches st
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from saro.policy import Policy
@@ -27,6 +26,7 @@ from saro.records import (
     THINK_CLOSE,
     THINK_OPEN,
     PromptRecord,
+    decision_of,
     format_response,
     split_response,
     stable_id,
@@ -235,7 +235,7 @@ def build_pairs(
     for trace in bad:
         # The reasoning decided right and the answer ignored it: after the model's own reasoning, prefer the answer
         # that follows its decision line (the answer, not the reasoning, is what went wrong).
-        if trace.steps and right_final and _decision(trace.steps) == ("refuse" if harmful else "answer"):
+        if trace.steps and right_final and decision_of("".join(trace.steps)) == ("refuse" if harmful else "answer"):
             prefix = trace.prefix(len(trace.steps) + 1).rstrip() + f"\n{THINK_CLOSE}\n\n"
             source = "composed" if harmful else "sibling" if good else "teacher"
             stance = trace.verdict.reflect_step
@@ -255,17 +255,6 @@ def build_pairs(
         info |= {"rejected_reflect_step": trace.verdict.reflect_step, "rejected_sample": trace.sample}
         add("op", 0, "", chosen, trace.response(), info)
     return list(pairs.values())
-
-
-_DECISION = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
-
-
-def _decision(steps: list[str]) -> str | None:
-    """The reasoning's last decision line, as refuse or answer (None without one)."""
-    found = _DECISION.findall("".join(steps))
-    if not found:
-        return None
-    return "refuse" if found[-1].lower() in ("refuse", "decline") else "answer"
 
 
 def refusal_text(composer: PairComposer, record: PromptRecord) -> str:

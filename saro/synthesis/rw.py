@@ -28,6 +28,7 @@ from saro.records import (
     KINDS,
     JsonlWriter,
     PromptRecord,
+    decision_of,
     pending_batches,
     read_jsonl,
     read_prompts,
@@ -41,7 +42,6 @@ from saro.teachers import TeacherConfig, TeacherJob, make_teacher
 log = logging.getLogger(__name__)
 
 _STEP = re.compile(r"^\s*(\d+)[.)]\s+\S", re.M)
-_DECISION = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
 
 TEACHER_SYSTEM_PROMPT = """You teach a model to reason about safety before it answers. For the user's message, first \
 think inside <think> and </think> in short numbered steps:
@@ -76,13 +76,12 @@ def check_format(text: str) -> str | None:
         return "no <think> block"
     if len(_STEP.findall(reasoning)) < 3:
         return "fewer than 3 numbered steps"
-    decision = _DECISION.findall(reasoning)
-    if not decision:
+    decision = decision_of(reasoning)
+    if decision is None:
         return "no decision line"
     if not answer:
         return "no final answer"
-    refuses = decision[-1].lower() in ("refuse", "decline")
-    if refuses != is_refusal(answer):
+    if (decision == "refuse") != is_refusal(answer):
         return "answer does not follow the decision"
     return None
 
