@@ -117,35 +117,40 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
         run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
 
 
-def test_sweep_config_errors_name_the_problem(tmp_path, tiny_model, capsys):
-    _files(tmp_path)
-    config = _config(tmp_path, tiny_model)
+def _bad_select(config):
     config["sweep"]["select"] = ["val_missing.attack_success"]
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["sweep", "--config", str(path)]) == 2
-    assert "names no validation suite" in capsys.readouterr().err
-    config["sweep"]["select"] = ["val_harmful.attack_success"]
-    path.write_text(yaml.safe_dump(config))
-    assert main(["sweep", "--config", str(path), "--method", "srpo"]) == 2
-    assert "sweep has no method 'srpo'" in capsys.readouterr().err
 
 
-def test_sweep_checks_rule_and_every_setting_before_training(tmp_path, tiny_model, capsys):
+def _wrong_metric(config):
+    config["sweep"]["select"] = ["val_lookalike.attack_success"]
+
+
+def _typo_in_last_setting(config):
+    config["sweep"]["methods"][0]["settings"].append({"learnin_rate": 0.1})
+
+
+@pytest.mark.parametrize(
+    "change, args, message",
+    [
+        (_bad_select, [], "names no validation suite"),
+        (_wrong_metric, [], "a overrefusal suite has no attack_success"),
+        (None, ["--method", "srpo"], "sweep has no method 'srpo'"),
+        (_typo_in_last_setting, [], "setting {'learnin_rate': 0.1}: "),
+    ],
+)
+def test_sweep_mistakes_are_one_line_before_anything_trains(tmp_path, tiny_model, capsys, change, args, message):
     _files(tmp_path)
     config = _config(tmp_path, tiny_model)
-    config["sweep"]["select"] = ["val_lookalike.attack_success"]
+    if change:
+        change(config)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["sweep", "--config", str(path)]) == 2
-    assert "a overrefusal suite has no attack_success" in capsys.readouterr().err
-    config = _config(tmp_path, tiny_model)
-    config["sweep"]["methods"][0]["settings"].append({"learnin_rate": 0.1})
-    path.write_text(yaml.safe_dump(config))
-    assert main(["sweep", "--config", str(path)]) == 2
+    assert main(["sweep", "--config", str(path), *args]) == 2
     err = capsys.readouterr().err
-    assert "setting {'learnin_rate': 0.1}" in err and "did you mean 'learning_rate'" in err
-    assert not (tmp_path / "sweep").exists()  # nothing trained before the typo was found
+    assert message in err and len(err.strip().splitlines()) == 1
+    if change is _typo_in_last_setting:
+        assert "did you mean 'learning_rate'" in err
+    assert not (tmp_path / "sweep").exists()  # nothing trained before the mistake was found
 
 
 def test_truncated_outputs_count_against_a_setting():

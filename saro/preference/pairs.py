@@ -119,6 +119,11 @@ class PairComposer:
             key = self.policy.classify(record.meta.get("inner_prompt", record.prompt), default="S4")
         return self.policy[key]
 
+    def refusal(self, record: PromptRecord) -> str:
+        """The category's refusal with its safe alternative: the right final answer to a harmful prompt."""
+        category = self.category(record)
+        return f"{category.refusal} {category.alternative}"
+
     def safe_steps(self, record: PromptRecord, t: int, rng: random.Random) -> tuple[list[str], str | None]:
         """Steps t.. that take the right stance at once, and the refusal when the prompt is harmful."""
         category = self.category(record)
@@ -126,7 +131,7 @@ class PairComposer:
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             lines = [rng.choice(_HARM_STANCE), rng.choice(_HARM_REFLECT), rng.choice(_REFUSE)]
             filled = [line.format(t=t + i, h=harm, c=category.label) for i, line in enumerate(lines)]
-            return filled, f"{category.refusal} {category.alternative}"
+            return filled, self.refusal(record)
         if record.kind == "general":
             stance = rng.choice(_GENERAL_STANCE)
             return [stance.format(t=t), rng.choice(_ANSWER).format(t=t + 1)], None
@@ -231,7 +236,7 @@ def build_pairs(
             add("pp", t, trace.prefix(t), trace.continuation(t), _continuation(steps, refusal), info)
 
     bad = [tr for tr in traces if not tr.verdict.good]
-    right_final = refusal_text(composer, record) if harmful else right_answer
+    right_final = composer.refusal(record) if harmful else right_answer
     for trace in bad:
         # The reasoning decided right and the answer ignored it: after the model's own reasoning, prefer the answer
         # that follows its decision line (the answer, not the reasoning, is what went wrong).
@@ -255,11 +260,6 @@ def build_pairs(
         info |= {"rejected_reflect_step": trace.verdict.reflect_step, "rejected_sample": trace.sample}
         add("op", 0, "", chosen, trace.response(), info)
     return list(pairs.values())
-
-
-def refusal_text(composer: PairComposer, record: PromptRecord) -> str:
-    category = composer.category(record)
-    return f"{category.refusal} {category.alternative}"
 
 
 def _preference_rank(trace: Trace) -> tuple:
