@@ -118,10 +118,6 @@ def rate(results: dict, item: str) -> float:
     return round((value["k"] + truncated["k"]) / value["n"], 4)
 
 
-def score(results: dict, select: list[str]) -> float:
-    return round(sum(rate(results, item) for item in select) / len(select), 4)
-
-
 def _overrides(method: SweepMethod, setting: dict, model_dir: Path) -> list[str]:
     merged = method.base | setting
     return [f"{key}={_yaml_value(value)}" for key, value in merged.items()] + [f"output_dir={model_dir}"]
@@ -179,6 +175,29 @@ def train_setting(config_path: Path, method: SweepMethod, setting: dict, model_d
     return run_dpo(stage_config, trl_config, stage=method.stage.removeprefix("train_").replace("_", "-"))
 
 
+def _train_once(config_path, method, setting, model_dir: Path, sections, echo, replace_stale: bool) -> bool:
+    """Train `setting` into `model_dir` unless it is there, trained from the same inputs; True when it trained.
+    Inputs that changed since (the stage section, its model or data) are an error, or with `replace_stale` a
+    reason to delete and retrain."""
+    inputs = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | method.base | setting)
+    stamp = model_dir.parent / "setting.json"
+    if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != inputs:
+        if not replace_stale:
+            raise ConfigError(
+                f"{config_path}: section {method.stage} changed since {model_dir.parent} was trained; delete that "
+                "folder or set a new sweep output"
+            )
+        shutil.rmtree(model_dir.parent)
+    label = model_dir.parent.name
+    if (model_dir / "saro_training.json").exists():
+        echo(f"saro sweep: {method.name} {label}: trained earlier, skipped")
+        return False
+    echo(f"saro sweep: {method.name} {label}: training")
+    _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": inputs})
+    train_setting(config_path, method, setting, model_dir, sections)
+    return True
+
+
 def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sections, echo=print) -> dict:
     """Train and validate every setting of `method` (skipping finished ones), choose, and write sweep.json."""
     from saro.evaluation.runner import run_eval
@@ -189,21 +208,9 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         label = setting_label(setting)
         model_dir, eval_dir = folder / label / "model", folder / label / "eval"
         started = time.time()
-        stage_hash = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | method.base | setting)
-        stamp = folder / label / "setting.json"
-        if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != stage_hash:
-            raise ConfigError(
-                f"{config_path}: section {method.stage} changed since {folder / label} was trained; delete that "
-                "folder or set a new sweep output"
-            )
-        if (model_dir / "saro_training.json").exists():
-            echo(f"saro sweep: {method.name} {label}: trained earlier, skipped")
-        else:
-            echo(f"saro sweep: {method.name} {label}: training")
+        if _train_once(config_path, method, setting, model_dir, sections, echo, replace_stale=False):
             if eval_dir.exists():  # generations of an earlier, unfinished model
                 shutil.rmtree(eval_dir)
-            _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": stage_hash})
-            train_setting(config_path, method, setting, model_dir, sections)
         # Always run: finished generations are reused (0 s), a changed validation section is refused by eval.
         echo(f"saro sweep: {method.name} {label}: validating")
         results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
@@ -215,7 +222,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
                 "model": str(model_dir),
                 "eval": str(eval_dir),
                 "metrics": metrics,
-                "score": score(results, config.select),
+                "score": round(sum(metrics.values()) / len(metrics), 4),
                 "seconds": round(time.time() - started, 1),
             }
         )
@@ -225,14 +232,8 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
     for ablation in method.ablations:  # e.g. SRPO with process pairs only: the chosen setting, one thing changed
         setting = chosen["setting"] | ablation
         model_dir = folder / "ablations" / setting_label(ablation) / "model"
-        stamp = model_dir.parent / "setting.json"
-        inputs = _inputs_hash(read_config_data(config_path, method.stage, [], sections)[0] | method.base | setting)
-        if stamp.exists() and json.loads(stamp.read_text())["stage_hash"] != inputs:
-            shutil.rmtree(model_dir.parent)  # trained from another chosen setting or other inputs: stale
-        if not (model_dir / "saro_training.json").exists():
-            echo(f"saro sweep: {method.name} ablation {setting_label(ablation)}: training")
-            _write_json(stamp, {"stage": method.stage, "setting": setting, "stage_hash": inputs})
-            train_setting(config_path, method, setting, model_dir, sections)
+        # Trained from another chosen setting or other inputs: stale, and retrained.
+        _train_once(config_path, method, setting, model_dir, sections, echo, replace_stale=True)
         ablations.append({"label": setting_label(ablation), "setting": setting, "model": str(model_dir)})
     summary = {
         "method": method.name,
