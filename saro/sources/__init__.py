@@ -95,32 +95,25 @@ class PromptSetConfig:
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
 
     def __post_init__(self) -> None:
-        for spec in self.sources + self.exclude:
+        for spec in self.sources + self.exclude + self.validation_sources + self.srpo_sources:
             if spec.name not in SOURCES:
                 raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
         for spec in self.templates:
             if spec.name not in TEMPLATE_SOURCES:
                 raise ValueError(f"unknown template source {spec.name!r}; known: {', '.join(TEMPLATE_SOURCES)}")
-        for spec in self.srpo_sources:
-            if spec.name not in SOURCES:
-                raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
         for kind in self.per_kind:
             if kind not in KINDS or kind == "jailbreak":
                 raise ValueError(f"per_kind: unknown kind {kind!r}; use jailbreak_count for wrapped prompts")
         for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
-            for kind in getattr(self, name):
+            counts = getattr(self, name)
+            for kind in counts:
                 if kind not in KINDS:
                     raise ValueError(f"{name}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+            if counts.get("jailbreak") and not counts.get("harmful"):
+                raise ValueError(f"{name}: jailbreak prompts wrap the split's harmful ones; set harmful too")
         shared = set(self.heldout_families) & set(self.validation_families)
         if shared:
             raise ValueError(f"family {sorted(shared)[0]!r} is in both heldout_families and validation_families")
-        for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
-            counts = getattr(self, name)
-            if counts.get("jailbreak") and not counts.get("harmful"):
-                raise ValueError(f"{name}: jailbreak prompts wrap the split's harmful ones; set harmful too")
-        for spec in self.validation_sources:
-            if spec.name not in SOURCES:
-                raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
 
 
 def load_source(spec: SourceSpec, seed: int = 0) -> list[PromptRecord]:
