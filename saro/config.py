@@ -3,6 +3,8 @@
 Stage configs are dataclasses whose fields all have defaults and help. A YAML file either holds one stage's keys at
 top level or a section per stage (`synth_rw:`, `train_rw:`, ...), so one file can drive the whole pipeline.
 Training stages also accept every TRL `SFTConfig` / `DPOConfig` field in the same section (see `split_trl_keys`).
+A numeric field's allowed range lives in its metadata (`"min"`: at least, `"above"`: more than, `"max"`: at most)
+and is checked on load, with the key's file:line or "command line" in the message.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
                 path = prefix + (str(key.value),)
                 lines[path] = key.start_mark.line + 1
                 walk(value, path)
+        elif isinstance(node, yaml.SequenceNode):  # list items as "0", "1", ... (suites.0.limit)
+            for index, item in enumerate(node.value):
+                path = prefix + (str(index),)
+                lines[path] = item.start_mark.line + 1
+                walk(item, path)
 
     try:
         root = yaml.compose(text)
@@ -45,16 +52,69 @@ def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
 
 
 class _Source:
-    """Where config values came from, for error messages: `file:line: key` or `override 'key=value'`."""
+    """Where config values came from, for error messages: `file:line: key` or `command line: key`."""
 
     def __init__(self, path: Path | None, lines: dict[tuple[str, ...], int], prefix: tuple[str, ...] = ()):
         self.path, self.lines, self.prefix = path, lines, prefix
+        self.overridden: set[tuple[str, ...]] = set()  # full key paths of `key=value` overrides (their leaves)
+
+    def _from_command_line(self, full: tuple[str, ...]) -> bool:
+        for path in self.overridden:
+            if full[: len(path)] == path:  # the override set this key or a mapping or list above it
+                return True
+            if path[: len(full)] == full and full not in self.lines:  # a mapping only the command line gave
+                return True
+        return False
 
     def where(self, key_path: tuple[str, ...]) -> str:
         full = self.prefix + key_path
+        if self._from_command_line(full):
+            return f"command line: {'.'.join(full)}"
         line = self.lines.get(full)
-        place = f"{self.path}:{line}" if self.path and line else str(self.path or "override")
+        place = f"{self.path}:{line}" if self.path and line else str(self.path or "command line")
         return f"{place}: {'.'.join(full)}"
+
+
+class RangeError(ValueError):
+    """A value outside its field's allowed range; `build_dataclass` names where the value came from."""
+
+    def __init__(self, name: str, value: Any, limits: typing.Mapping[str, float]):
+        self.name = name
+        self.detail = f"expected a value {allowed_range(limits)}, got {value!r}"
+        super().__init__(f"{name}: {self.detail}")
+
+
+def allowed_range(limits: typing.Mapping[str, float]) -> str:
+    """`{"min": 1}` -> ">= 1"; `{"above": 0, "max": 1}` -> "> 0 and <= 1"."""
+    parts = []
+    if "min" in limits:
+        parts.append(f">= {limits['min']}")
+    if "above" in limits:
+        parts.append(f"> {limits['above']}")
+    if "max" in limits:
+        parts.append(f"<= {limits['max']}")
+    return " and ".join(parts)
+
+
+def check_range(name: str, value: Any, limits: typing.Mapping[str, float]) -> None:
+    """Raise `RangeError` when the number `value` is outside `limits` (`min`, `above`, `max`); None and
+    non-numbers pass (types are checked elsewhere)."""
+    if not limits or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if (
+        ("min" in limits and value < limits["min"])
+        or ("above" in limits and value <= limits["above"])
+        or ("max" in limits and value > limits["max"])
+    ):
+        raise RangeError(name, value, limits)
+
+
+_LIMIT_KEYS = ("min", "above", "max")
+
+
+def field_limits(f: dataclasses.Field) -> dict[str, float]:
+    """The allowed range in a field's metadata (empty: any value of its type)."""
+    return {k: f.metadata[k] for k in _LIMIT_KEYS if k in f.metadata}
 
 
 def _coerce(value: Any, hint: Any, where: str, source: _Source | None = None, path: tuple[str, ...] = ()) -> Any:
@@ -131,18 +191,20 @@ def unknown_key_error(where: str, key: str, valid: typing.Iterable[str]) -> Conf
 def build_dataclass(cls: type[T], data: dict[str, Any], source: _Source, prefix: tuple[str, ...] = ()) -> T:
     """Instantiate dataclass `cls` from `data`, validating keys and types; nested dataclasses recurse."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
-    for key, value in data.items():
-        path = prefix + (key,)
-        if key not in names:
-            raise unknown_key_error(source.where(path), key, names)
-        kwargs[key] = _coerce(value, hints[key], source.where(path), source, path)
     try:
-        obj = cls(**kwargs)
+        for key, value in data.items():
+            path = prefix + (key,)
+            if key not in fields:
+                raise unknown_key_error(source.where(path), key, fields)
+            kwargs[key] = _coerce(value, hints[key], source.where(path), source, path)
+            check_range(key, kwargs[key], field_limits(fields[key]))
+        return cls(**kwargs)
+    except RangeError as exc:  # from the metadata check above, or a __post_init__ naming its field
+        raise ConfigError(f"{source.where(prefix + (exc.name,))}: {exc.detail}") from None
     except (ValueError, TypeError) as exc:  # __post_init__ cross-field checks (ours and TRL's)
         raise ConfigError(f"{source.where(prefix) if prefix else source.path or 'config'}: {exc}") from None
-    return obj
 
 
 def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, Any]:
@@ -181,7 +243,15 @@ def read_section(path: str | Path | None, section: str, known_sections: typing.I
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a file; --config takes a YAML config file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start]
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{bad:02x}); save the config as UTF-8") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -206,7 +276,17 @@ def read_section(path: str | Path | None, section: str, known_sections: typing.I
 def read_config_data(path, section: str, overrides: typing.Sequence[str], sections) -> tuple[dict, _Source]:
     """A section's mapping with `key=value` overrides applied (default < file < flag), and where it came from."""
     data, source = read_section(path, section, sections or (section,))
-    return merge_mappings(data, parse_overrides(overrides)), source
+    extra = parse_overrides(overrides)
+    source.overridden = {source.prefix + leaf for leaf in _leaf_paths(extra)}
+    return merge_mappings(data, extra), source
+
+
+def _leaf_paths(mapping: dict[str, Any], prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_paths(value, prefix + (str(key),))
+        else:
+            yield prefix + (str(key),)
 
 
 def load_config(

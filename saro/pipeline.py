@@ -61,17 +61,17 @@ def split_run_overrides(overrides: list[str], sections) -> dict[str, list[str]]:
 
 def build_stages(path: Path, routed: dict[str, list[str]], sections) -> list[Stage]:
     """Load and validate every stage's config before anything runs, so a typo fails in seconds, not after RW."""
-    from trl import DPOConfig, SFTConfig
-
     from saro.config import load_config
     from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig, run_rw_synthesis, run_srpo_synthesis
     from saro.synthesis.srpo import sidecar
     from saro.training import DPOStageConfig, SFTStageConfig, load_training_config, run_dpo, run_sft
 
     rw = load_config(RWSynthesisConfig, path, "synth_rw", routed["synth_rw"], sections)
-    sft, sft_args = load_training_config(SFTStageConfig, SFTConfig, path, "train_rw", routed["train_rw"], sections)
+    sft, sft_args = load_training_config(SFTStageConfig, "SFTConfig", path, "train_rw", routed["train_rw"], sections)
     srpo = load_config(SRPOSynthesisConfig, path, "synth_srpo", routed["synth_srpo"], sections)
-    dpo, dpo_args = load_training_config(DPOStageConfig, DPOConfig, path, "train_srpo", routed["train_srpo"], sections)
+    dpo, dpo_args = load_training_config(
+        DPOStageConfig, "DPOConfig", path, "train_srpo", routed["train_srpo"], sections
+    )
     links = [
         ("train_rw.data", sft.data, "synth_rw.output", rw.output),
         ("synth_srpo.model", srpo.model, "train_rw.output_dir", sft_args.output_dir),

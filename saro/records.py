@@ -96,13 +96,17 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[tuple
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
+    if not path.is_file():
+        raise DataError(f"{path}: not a file; expected a JSONL file")
+    with path.open("rb") as handle:  # bytes, so a line that is not UTF-8 is named like any other bad line
+        for lineno, raw in enumerate(handle, 1):
+            if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not UTF-8 text; JSONL files must be UTF-8") from None
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(obj, dict):
@@ -114,8 +118,17 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[tuple
 
 
 def read_prompts(path: str | Path) -> list[PromptRecord]:
-    """Read a prompt-record JSONL file, failing on the first malformed line."""
-    return [PromptRecord.from_dict(obj, where) for where, obj in read_jsonl(path)]
+    """Read a prompt-record JSONL file, failing on the first malformed line or repeated id (outputs are keyed by
+    prompt id, so a second record under one id would be written twice and lost on resume)."""
+    records, first_seen = [], {}
+    for where, obj in read_jsonl(path):
+        record = PromptRecord.from_dict(obj, where)
+        if record.id in first_seen:
+            first = first_seen[record.id]
+            raise DataError(f"{where}: duplicate id {record.id!r} (first at {first}); prompt ids must be unique")
+        first_seen[record.id] = where
+        records.append(record)
+    return records
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
@@ -135,8 +148,9 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
 class JsonlWriter:
     """Append-only JSONL writer that resumes: ids already in the file are reported by `done_ids`.
 
-    A line cut off by a kill (no trailing newline, or not valid JSON) is dropped on open, so a restart rewrites
-    that record instead of keeping half of it.
+    A last line cut off by a kill (no trailing newline, or not valid JSON) is dropped on open, so a restart rewrites
+    that record instead of keeping half of it. A bad line anywhere else is not from a kill: it is an error naming
+    file:line, and nothing is dropped.
     """
 
     def __init__(self, path: str | Path, id_field: str = "id"):
@@ -151,17 +165,22 @@ class JsonlWriter:
         if not self.path.exists():
             return
         data = self.path.read_bytes()
+        *complete, tail = data.split(b"\n")  # `tail`: what follows the last newline, torn when not empty
         keep = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
+        for lineno, line in enumerate(complete, 1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                break
+                obj = json.loads(line) if line.strip() else {}
+            except ValueError as exc:  # invalid JSON or invalid UTF-8
+                if lineno < len(complete) or tail:
+                    problem = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "invalid JSON"
+                    raise DataError(
+                        f"{self.path}:{lineno}: {problem}, and not the last line (only a torn last line is dropped "
+                        "on resume); fix or delete that line, then rerun"
+                    ) from None
+                break  # a bad last line: the torn record of a killed run
             if isinstance(obj, dict) and self.id_field in obj:
                 self.done_ids.add(obj[self.id_field])
-            keep += len(line)
+            keep += len(line) + 1
         if keep != len(data):
             with self.path.open("r+b") as handle:
                 handle.truncate(keep)

@@ -21,10 +21,10 @@ class EndpointConfig:
     model: str | None = field(default=None, metadata={"help": "Served model name (default: the model setting)."})
     api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer for token counts (path / hub id)."})
-    concurrency: int = field(default=8, metadata={"help": "Parallel requests."})
-    timeout: float = field(default=300.0, metadata={"help": "Seconds per request."})
-    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx and network errors."})
-    backoff: float = field(default=1.0, metadata={"help": "First retry delay; doubles each retry."})
+    concurrency: int = field(default=8, metadata={"help": "Parallel requests.", "min": 1})
+    timeout: float = field(default=300.0, metadata={"help": "Seconds per request.", "above": 0})
+    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx and network errors.", "min": 0})
+    backoff: float = field(default=1.0, metadata={"help": "First retry delay; doubles each retry.", "min": 0})
 
 
 class Sampler:

@@ -30,7 +30,7 @@ def test_wrong_type_and_cross_field_checks(tmp_path):
     with pytest.raises(ConfigError, match="c.yaml:1: samples: expected an integer, got 'many'"):
         load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
     path.write_text("samples: 0\n")
-    with pytest.raises(ConfigError, match="samples must be at least 1"):
+    with pytest.raises(ConfigError, match="c.yaml:1: samples: expected a value >= 1, got 0"):
         load_config(RWSynthesisConfig, path, "synth_rw", (), SECTIONS)
 
 

@@ -116,9 +116,10 @@ def test_process_pairs_share_the_prefix_and_reflect_earlier():
 
 
 def test_mirror_pairs_fight_over_refusal():
-    pairs = _pairs(
-        BENIGN, [_trace("borderline_benign", BENIGN_SUSPICIOUS, 0), _trace("borderline_benign", BENIGN_OK, 1)]
-    )
+    traces = [_trace("borderline_benign", BENIGN_SUSPICIOUS, 0), _trace("borderline_benign", BENIGN_OK, 1)]
+    # By default a right trace is mirrored only against a real over-refusal, which this seed prompt lacks.
+    assert not any(p["meta"].get("rejected_from") == "composed" for p in _pairs(BENIGN, traces))
+    pairs = _pairs(BENIGN, traces, mirror="composed")
     pp = [p for p in pairs if p["meta"]["pair_type"] == "pp"]
     op = [p for p in pairs if p["meta"]["pair_type"] == "op"]
     fix = next(p for p in pp if p["meta"].get("rejected_sample") == 0)  # suspicious trace: answer instead

@@ -125,22 +125,19 @@ def cmd_train(args) -> int:
     from saro.training import load_training_config
 
     section = "train_" + args.stage.replace("-", "_")
+    # TRL's config classes by name: trl is imported only after the section's values are checked.
     if args.stage in ("rw", "safety-sft"):
-        from trl import SFTConfig
-
         from saro.training import SFTStageConfig, run_sft
 
         config, trl_config = load_training_config(
-            SFTStageConfig, SFTConfig, args.config, section, args.overrides, SECTIONS
+            SFTStageConfig, "SFTConfig", args.config, section, args.overrides, SECTIONS
         )
         report_training(args.stage, run_sft(config, trl_config))
     else:
-        from trl import DPOConfig
-
         from saro.training import DPOStageConfig, run_dpo
 
         config, trl_config = load_training_config(
-            DPOStageConfig, DPOConfig, args.config, section, args.overrides, SECTIONS
+            DPOStageConfig, "DPOConfig", args.config, section, args.overrides, SECTIONS
         )
         report_training(args.stage, run_dpo(config, trl_config, stage=args.stage))
     return 0

@@ -65,9 +65,9 @@ class EvalConfig:
     name: str | None = field(default=None, metadata={"help": "Label in reports (default: the output folder name)."})
     suites: list[SuiteSpec] = field(default_factory=list, metadata={"help": "Suites to run."})
     endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Generate over HTTP instead."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Generation cap; longer outputs are flagged."})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy."})
-    batch_size: int = field(default=16, metadata={"help": "Local generation batch size."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Generation cap; longer outputs flagged.", "min": 1})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy.", "min": 0})
+    batch_size: int = field(default=16, metadata={"help": "Local generation batch size.", "min": 1})
     judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "Safety judge."})
     judge_reasoning: bool = field(default=True, metadata={"help": "Also judge the reasoning block."})
     exclude: list[Path] = field(default_factory=list, metadata={"help": "Training prompt files (leak check)."})
@@ -113,6 +113,9 @@ def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
         records = build_suite(suite, config.seed)
         leaks = find_leaks(records, training) if training else {}
         kept = [r for r in records if r.id not in leaks]
+        if not kept:  # a rate over no prompts is not a result
+            why = f"all {len(records)} duplicate training prompts" if records else "its sources and kinds give none"
+            raise ConfigError(f"suite {suite.name!r}: no prompts to evaluate ({why})")
         info[suite.name] = {"type": suite.type, "version": suite.version, "n": len(kept), "leaks_removed": len(leaks)}
         items += kept
     seen: set[tuple[str, str]] = set()

@@ -40,10 +40,14 @@ class SuiteSpec:
     templates: list[SourceSpec] = field(default_factory=list, metadata={"help": "jailbreak: template sets."})
     families: list[str] = field(default_factory=list, metadata={"help": "jailbreak: families to use (all: [])."})
     family_by: str = field(default="family", metadata={"help": "jailbreak: family | template."})
-    limit: int | None = field(default=None, metadata={"help": "Prompts kept (jailbreak: per family); seeded."})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "Generation cap for this suite."})
+    limit: int | None = field(
+        default=None, metadata={"help": "Prompts kept (jailbreak: per family); seeded.", "min": 1}
+    )
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Generation cap for this suite.", "min": 1})
     version: int = field(default=1, metadata={"help": "Bump when prompts, template or answer parsing change."})
-    expected: int | None = field(default=None, metadata={"help": "Prompt count the suite must have (a check)."})
+    expected: int | None = field(
+        default=None, metadata={"help": "Prompt count the suite must have (a check).", "min": 1}
+    )
 
     def __post_init__(self) -> None:
         if self.type not in SUITE_TYPES:

@@ -5,8 +5,11 @@ the risk is recognised after step `min_step` or not at all; benign prompt: needl
 reading), cut at step t = min(min_step, first wrong step). prompt = conversation + the trace's own steps before t;
 chosen = step t takes the right stance (names the policy category) and continues to the right final answer, taken
 from a sibling sample that shares the prefix when one exists, otherwise composed from the policy; rejected = the
-trace's own continuation. For a benign trace that is already right, the mirror pair keeps its continuation as
-chosen and a needless reflection ending in refusal as rejected, so DPO pushes against over-refusal too.
+trace's own continuation. For a benign trace that is already right, a mirror pair keeps its continuation as chosen
+and a needless reflection ending in refusal as rejected. By default (`mirror="real"`) only where the source holds a
+real over-refusal of that prompt: composed refusals on prompts the model already answers reject the very refusal
+text harmful pairs choose, with no counterpart on the harmful side, and taught the model to stop refusing (dev log,
+2026-12-01).
 
 OP: whole responses, right outcome (safe and, for benign prompts, helpful) over wrong outcome.
 
@@ -79,10 +82,12 @@ def _normal(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+# Harmful and harmless stances open alike ("Intent: harmful:" / "Intent: harmless:"): the word after "Intent:" is
+# where the two sides part, and a side whose wording varies there loses that token to the side that does not (the
+# model learned "Intent: harmless" for harmful prompts when only the benign side was uniform; dev log 2026-12-01).
 _HARM_STANCE = [
     "{t}. Intent: harmful: {h}; {c} disallows this.",
-    "{t}. Intent: wait, {h}, which {c} disallows.",
-    "{t}. Policy: {h}; this falls under {c} and is disallowed.",
+    "{t}. Intent: harmful: {h}, which {c} disallows.",
 ]
 _HARM_REFLECT = [
     "{t}. Reflection: wait, could a wrapper or a harmless reading change that? No.",
@@ -90,11 +95,11 @@ _HARM_REFLECT = [
 ]
 _BENIGN_STANCE = [
     "{t}. Intent: harmless: {y}; {c} does not cover this.",
-    "{t}. Intent: {y}, so the goal is harmless; nothing in {c} applies.",
+    "{t}. Intent: harmless: {y}, which {c} allows.",
 ]
 _GENERAL_STANCE = [
-    "{t}. Intent: an ordinary request; no policy category applies.",
-    "{t}. Intent: a plain request; nothing disallowed.",
+    "{t}. Intent: harmless: an ordinary request; no policy category applies.",
+    "{t}. Intent: harmless: a plain request; nothing disallowed.",
 ]
 _BENIGN_REFLECT = ["{t}. Reflection: wait, it only sounds risky; refusing would be over-cautious."]
 _SUSPECT = [
@@ -153,7 +158,7 @@ def _continuation(steps: list[str], answer: str) -> str:
 @dataclass
 class PairSettings:
     min_step: int = 2  # earliest step that may take a stance: step 1 restates the request
-    mirror: bool = True  # benign traces that are already right still yield a needless-refusal rejected side
+    mirror: str = "real"  # right benign traces get a needless-refusal rejected side: real (source's), composed, none
     op_per_prompt: int = 2
 
 
@@ -227,7 +232,7 @@ def build_pairs(
                 info = {"chosen_from": source, "chosen_reflect_step": chosen_at}
                 info |= {"rejected_reflect_step": v.reflect_step, "rejected_sample": trace.sample}
                 add("pp", t, trace.prefix(t), chosen, trace.continuation(t), info)
-        elif settings.mirror and not mirrored and not harmful and v.good and v.reflect_step is not None:
+        elif not mirrored and not harmful and v.good and v.reflect_step is not None and _mirrors(record, settings):
             mirrored, t = True, v.reflect_step  # one mirror pair per prompt: siblings are near-copies
             steps, refusal = composer.suspicious_steps(record, t, rng)
             refusal = record.meta.get("rejected") or refusal  # a real over-refusal where the source has one
@@ -260,6 +265,10 @@ def build_pairs(
         info |= {"rejected_reflect_step": trace.verdict.reflect_step, "rejected_sample": trace.sample}
         add("op", 0, "", chosen, trace.response(), info)
     return list(pairs.values())
+
+
+def _mirrors(record: PromptRecord, settings: PairSettings) -> bool:
+    return settings.mirror == "composed" or (settings.mirror == "real" and bool(record.meta.get("rejected")))
 
 
 def _preference_rank(trace: Trace) -> tuple:

@@ -33,12 +33,14 @@ class ServeConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model: path, hub id or 'smollm2'."})
     served_name: str | None = field(default=None, metadata={"help": "Model id clients send (default: model)."})
     host: str = field(default="127.0.0.1", metadata={"help": "Interface to listen on."})
-    port: int = field(default=8000, metadata={"help": "Port (0: any free port)."})
-    max_batch_size: int = field(default=16, metadata={"help": "Requests generated together at most."})
-    batch_wait_ms: float = field(default=10.0, metadata={"help": "How long a batch waits for more requests."})
-    default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request gives none."})
-    max_tokens_limit: int = field(default=4096, metadata={"help": "Largest max_tokens accepted."})
-    max_body_bytes: int = field(default=4_000_000, metadata={"help": "Largest request body accepted."})
+    port: int = field(default=8000, metadata={"help": "Port (0: any free port).", "min": 0, "max": 65535})
+    max_batch_size: int = field(default=16, metadata={"help": "Requests generated together at most.", "min": 1})
+    batch_wait_ms: float = field(
+        default=10.0, metadata={"help": "How long a batch waits for more requests.", "min": 0}
+    )
+    default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request gives none.", "min": 1})
+    max_tokens_limit: int = field(default=4096, metadata={"help": "Largest max_tokens accepted.", "min": 1})
+    max_body_bytes: int = field(default=4_000_000, metadata={"help": "Largest request body accepted.", "min": 1})
 
 
 class RequestError(Exception):

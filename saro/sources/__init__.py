@@ -48,7 +48,7 @@ class SourceSpec:
 
     name: str = field(default="seeds", metadata={"help": "Set name, e.g. seeds, sgbench, xstest, builtin, pyrit."})
     path: str | None = field(default=None, metadata={"help": "Local file, folder or URL; empty = public source."})
-    limit: int | None = field(default=None, metadata={"help": "Keep at most this many (seeded sample)."})
+    limit: int | None = field(default=None, metadata={"help": "Keep at most this many (seeded sample).", "min": 1})
 
 
 @dataclass
@@ -67,8 +67,10 @@ class PromptSetConfig:
     per_kind: dict[str, int] = field(
         default_factory=dict, metadata={"help": "Max training prompts per kind (harmful, borderline_benign, general)."}
     )
-    jailbreak_count: int = field(default=100, metadata={"help": "Wrapped harmful prompts for training."})
-    max_template_chars: int = field(default=800, metadata={"help": "Skip longer templates (training tokens)."})
+    jailbreak_count: int = field(default=100, metadata={"help": "Wrapped harmful prompts for training.", "min": 0})
+    max_template_chars: int = field(
+        default=800, metadata={"help": "Skip longer templates (training tokens).", "min": 1}
+    )
     heldout_per_kind: dict[str, int] = field(
         default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) kept out of training for eval."}
     )

@@ -111,15 +111,9 @@ class RWSynthesisConfig:
     prompts_file: Path | None = field(default=None, metadata={"help": "Use this prompt JSONL instead of `prompts`."})
     policy: Path | None = field(default=None, metadata={"help": "Policy YAML (default: packaged v1)."})
     teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Teacher backend."})
-    samples: int = field(default=4, metadata={"help": "Samples per prompt for Shortest Rejection Sampling."})
+    samples: int = field(default=4, metadata={"help": "Samples per prompt for Shortest Rejection Sampling.", "min": 1})
     reveal_label: bool = field(default=True, metadata={"help": "Tell LLM teachers the prompt's dataset label."})
-    batch_size: int = field(default=32, metadata={"help": "Prompts per teacher call (resume granularity)."})
-
-    def __post_init__(self) -> None:
-        if self.samples < 1:
-            raise ValueError("samples must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+    batch_size: int = field(default=32, metadata={"help": "Prompts per teacher call (resume granularity).", "min": 1})
 
 
 def prepare_prompts(config: RWSynthesisConfig) -> list[PromptRecord]:

@@ -21,7 +21,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
-from saro.config import config_hash, to_plain
+from saro.config import check_range, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.policy import Policy, load_policy
 from saro.preference.judge import judge_messages, judge_trace, parse_judge_reply
@@ -88,7 +88,10 @@ class SRPOSynthesisConfig:
     steps: Literal["rules", "teacher"] = field(default="rules", metadata={"help": "Step decomposition."})
     judge: Literal["rules", "teacher"] = field(default="rules", metadata={"help": "Step and outcome judge."})
     min_step: int = field(default=2, metadata={"help": "Earliest step a stance may be taken (1 restates)."})
-    mirror: bool = field(default=True, metadata={"help": "Needless-refusal rejected sides for right benign traces."})
+    mirror: Literal["real", "composed", "none"] = field(
+        default="real",
+        metadata={"help": "Right benign traces vs a needless refusal: the source's real one, composed ones, none."},
+    )
     op_per_prompt: int = field(default=2, metadata={"help": "Outcome pairs per prompt at most."})
     answer_model: str = field(default="smollm2", metadata={"help": "offline teacher: model answering benign prompts."})
     policy: Path | None = field(default=None, metadata={"help": "Policy YAML (default: packaged v1)."})
@@ -99,8 +102,11 @@ class SRPOSynthesisConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.samples < 1 or self.batch_size < 1 or self.min_step < 1 or self.rounds < 1:
-            raise ValueError("samples, batch_size, min_step and rounds must be at least 1")
+        # The least value per field, checked like field metadata ranges (`check_range` names the field).
+        limits = {"samples": 1, "batch_size": 1, "min_step": 1, "rounds": 1, "max_new_tokens": 1, "op_per_prompt": 0}
+        for name, least in limits.items():
+            check_range(name, getattr(self, name), {"min": least})
+        check_range("temperature", self.temperature, {"min": 0})
         if "teacher" in (self.steps, self.judge) and self.teacher.kind == "offline":
             raise ValueError("steps=teacher and judge=teacher need teacher.kind http or local")
 

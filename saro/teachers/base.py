@@ -35,21 +35,27 @@ class TeacherConfig:
     model: str | None = field(default=None, metadata={"help": "Model name (http) or path / hub id (local)."})
     base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL."})
     api_key_env: str | None = field(default=None, metadata={"help": "Environment variable holding the API key."})
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (n samples per prompt)."})
-    max_tokens: int = field(default=768, metadata={"help": "Max tokens per teacher response."})
-    concurrency: int = field(default=8, metadata={"help": "Parallel HTTP requests."})
-    timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP request."})
-    max_retries: int = field(default=4, metadata={"help": "Retries on 429, 5xx, timeouts and network errors."})
-    backoff: float = field(default=1.0, metadata={"help": "First retry delay in seconds; doubles each retry."})
+    temperature: float = field(
+        default=0.8, metadata={"help": "Sampling temperature (n samples per prompt).", "min": 0}
+    )
+    max_tokens: int = field(default=768, metadata={"help": "Max tokens per teacher response.", "min": 1})
+    concurrency: int = field(default=8, metadata={"help": "Parallel HTTP requests.", "min": 1})
+    timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP request.", "above": 0})
+    max_retries: int = field(
+        default=4, metadata={"help": "Retries on 429, 5xx, timeouts and network errors.", "min": 0}
+    )
+    backoff: float = field(
+        default=1.0, metadata={"help": "First retry delay in seconds; doubles each retry.", "min": 0}
+    )
     answer_model: str | None = field(
         default=None, metadata={"help": "offline: model answering benign prompts (default: the student model)."}
     )
-    answer_max_tokens: int = field(default=96, metadata={"help": "offline: max tokens of a benign answer."})
+    answer_max_tokens: int = field(default=96, metadata={"help": "offline: max tokens of a benign answer.", "min": 1})
     benign_cites_category: bool = field(
         default=True,
         metadata={"help": "offline: a look-alike's policy step names the category it resembles ('S1 ... allowed')."},
     )
-    batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size."})
+    batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
 
     def __post_init__(self) -> None:
         if self.kind in ("http", "local") and not self.model:

@@ -43,10 +43,14 @@ class BaselineDataConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Base model: writes the rejected compliance."})
     sft_output: Path = field(default=Path("runs/demo/safety-sft.jsonl"), metadata={"help": "Safety-SFT JSONL."})
     dpo_output: Path = field(default=Path("runs/demo/safety-dpo.jsonl"), metadata={"help": "Safety-DPO pairs."})
-    max_pairs: int = field(default=96, metadata={"help": "DPO pairs at most: half harmful, half benign."})
-    max_new_tokens: int = field(default=96, metadata={"help": "Length of the base model's compliant answers."})
-    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature of those answers (0: greedy)."})
-    batch_size: int = field(default=16, metadata={"help": "Generation batch size."})
+    max_pairs: int = field(default=96, metadata={"help": "DPO pairs at most: half harmful, half benign.", "min": 1})
+    max_new_tokens: int = field(
+        default=96, metadata={"help": "Length of the base model's compliant answers.", "min": 1}
+    )
+    temperature: float = field(
+        default=0.0, metadata={"help": "Sampling temperature of those answers (0: greedy).", "min": 0}
+    )
+    batch_size: int = field(default=16, metadata={"help": "Generation batch size.", "min": 1})
     policy: str | None = field(default=None, metadata={"help": "Policy YAML (default: saro's built-in policy)."})
     seed: int = field(default=0, metadata={"help": "Seed for choosing the pair prompts."})
 

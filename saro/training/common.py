@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from saro.config import build_dataclass, read_config_data, split_trl_keys, to_plain
+from saro.config import RangeError, build_dataclass, check_range, read_config_data, split_trl_keys, to_plain
+from saro.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,41 @@ def cpu_safe_defaults() -> dict:
     }
 
 
-def load_training_config(saro_cls, trl_cls, path, section: str, overrides, sections):
-    """Load saro's dataclass and TRL's config from one section: saro keys to ours, TRL keys to theirs."""
+# Allowed ranges of the TRL keys saro passes on. TRL checks few values, and only once the model has loaded (or not
+# at all: num_train_epochs=0 saves the untrained model, beta=0 gives no gradient), so they are checked on load.
+TRL_RANGES: dict[str, dict[str, float]] = {
+    "learning_rate": {"above": 0},
+    "num_train_epochs": {"above": 0},
+    "per_device_train_batch_size": {"min": 1},
+    "per_device_eval_batch_size": {"min": 1},
+    "gradient_accumulation_steps": {"min": 1},
+    "weight_decay": {"min": 0},
+    "max_grad_norm": {"min": 0},
+    "warmup_ratio": {"min": 0, "max": 1},
+    "warmup_steps": {"min": 0},
+    "logging_steps": {"above": 0},
+    "save_total_limit": {"min": 1},
+    "max_length": {"min": 1},
+    "beta": {"above": 0},
+    "label_smoothing": {"min": 0, "max": 0.5},
+}
+
+
+def load_training_config(saro_cls, trl_cls: type | str, path, section: str, overrides, sections):
+    """Load saro's dataclass and TRL's config from one section: saro keys to ours, TRL keys to theirs.
+
+    `trl_cls` is TRL's config class or its name in `trl` (`"SFTConfig"`); a name defers TRL's slow import until
+    the section's TRL values are range-checked, so a wrong one fails at once."""
     data, source = read_config_data(path, section, overrides, sections)
+    own = {f.name for f in fields(saro_cls)}
+    try:
+        for key, value in data.items():
+            if key not in own:
+                check_range(key, value, TRL_RANGES.get(key, {}))
+    except RangeError as exc:
+        raise ConfigError(f"{source.where((exc.name,))}: {exc.detail}") from None
+    if isinstance(trl_cls, str):
+        trl_cls = getattr(importlib.import_module("trl"), trl_cls)
     ours, theirs = split_trl_keys(data, saro_cls, trl_cls, source)
     saro_config = build_dataclass(saro_cls, ours, source)
     trl_kwargs = {**cpu_safe_defaults(), **theirs}

@@ -1,0 +1,242 @@
+"""Bad inputs a new user gives (issue 11): each is one `saro: error:` line, exit 2, and nothing written is lost.
+
+Every case is one that used to end in a traceback or, worse, in a wrong result reported as success; configs point
+at the tiny model and real data files, so a missing check would run the stage rather than pass unnoticed.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saro.cli.main import main
+from saro.errors import DataError
+from saro.records import JsonlWriter
+
+BENIGN_PROMPTS = [  # harmless texts only: these tests never need a harmful prompt's words
+    {"id": "p1", "prompt": "How do I kill a Python process?", "kind": "borderline_benign"},
+    {"id": "p2", "prompt": "What is the capital of France?", "kind": "general"},
+    {"id": "p3", "prompt": "How do I shoot a good photo at night?", "kind": "borderline_benign"},
+]
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path, monkeypatch):
+    """Relative default paths (runs/demo/...) land in tmp_path, never in the checkout's runs/."""
+    monkeypatch.chdir(tmp_path)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _only_line(capsys) -> str:
+    """stderr must be exactly one line: the error."""
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def _error_line(capsys) -> str:
+    """The one `saro: error:` line of a run that may log before it fails; no traceback."""
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("saro: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
+
+
+def _config(tmp_path: Path, tiny_model: Path) -> Path:
+    """Every stage the cases touch, runnable as written on the tiny model (outputs under tmp_path)."""
+    prompts = _write_jsonl(tmp_path / "prompts.jsonl", BENIGN_PROMPTS)
+    sft = _write_jsonl(
+        tmp_path / "rw.jsonl",
+        [
+            {
+                "id": r["id"],
+                "messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": "Yes."}],
+            }
+            for r in BENIGN_PROMPTS
+        ],
+    )
+    pairs = _write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"id": r["id"], "prompt": r["prompt"], "chosen": "Sure.", "rejected": "No."} for r in BENIGN_PROMPTS],
+    )
+    model = str(tiny_model)
+    data = {
+        "synth_rw": {
+            "model": model,
+            "prompts_file": str(prompts),
+            "output": str(tmp_path / "synth" / "rw.jsonl"),
+            "samples": 1,
+            "teacher": {"kind": "offline", "answer_max_tokens": 8},
+        },
+        "train_rw": {"model": model, "data": str(sft), "output_dir": str(tmp_path / "rw-model")},
+        "synth_srpo": {
+            "model": model,
+            "prompts_file": str(prompts),
+            "heldout_prompts_file": None,
+            "output": str(tmp_path / "srpo.jsonl"),
+            "max_new_tokens": 8,
+        },
+        "train_srpo": {
+            "model": model,
+            "data": str(pairs),
+            "eval_data": None,
+            "output_dir": str(tmp_path / "srpo-model"),
+        },
+        "eval": {
+            "model": model,
+            "output": str(tmp_path / "eval"),
+            "max_new_tokens": 8,
+            "suites": [{"name": "seeds", "type": "harmful", "sources": [{"name": "seeds"}], "limit": 2}],
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+RANGE_CASES = [  # command, override, the key as named in the error, the allowed range it must state
+    (["eval"], "batch_size=-3", "eval.batch_size", ">= 1"),
+    (["eval"], "batch_size=0", "eval.batch_size", ">= 1"),
+    (["eval"], "temperature=-1", "eval.temperature", ">= 0"),
+    (["eval"], "max_new_tokens=0", "eval.max_new_tokens", ">= 1"),
+    (["synth", "srpo"], "max_new_tokens=0", "synth_srpo.max_new_tokens", ">= 1"),
+    (["synth", "srpo"], "temperature=-0.5", "synth_srpo.temperature", ">= 0"),
+    (["train", "rw"], "learning_rate=-1", "train_rw.learning_rate", "> 0"),
+    (["train", "rw"], "per_device_train_batch_size=-3", "train_rw.per_device_train_batch_size", ">= 1"),
+    (["train", "rw"], "num_train_epochs=0", "train_rw.num_train_epochs", "> 0"),
+    (["train", "srpo"], "beta=0", "train_srpo.beta", "> 0"),
+    (["synth", "baselines"], "max_pairs=-4", "synth_baselines.max_pairs", ">= 1"),
+    (["serve"], "port=99999", "serve.port", ">= 0 and <= 65535"),
+]
+
+
+@pytest.mark.parametrize("command, override, key, allowed", RANGE_CASES, ids=[c[1] for c in RANGE_CASES])
+def test_out_of_range_value_fails_before_anything_runs(tmp_path, tiny_model, capsys, command, override, key, allowed):
+    config = _config(tmp_path, tiny_model)
+    before = _snapshot(tmp_path)
+    assert main([*command, "--config", str(config), override]) == 2
+    line = _only_line(capsys)
+    value = override.split("=", 1)[1]
+    assert line.startswith(f"saro: error: command line: {key}: expected a value {allowed}, got ")
+    assert float(line.rsplit("got ", 1)[1]) == float(value)
+    assert _snapshot(tmp_path) == before  # nothing written: the check ran before any stage work
+
+
+def test_saro_run_names_the_routed_override_on_the_command_line(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    before = _snapshot(tmp_path)
+    assert main(["run", str(config), "train_rw.learning_rate=-1"]) == 2
+    assert _only_line(capsys).startswith("saro: error: command line: train_rw.learning_rate: expected a value > 0")
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_suite_limit_below_one_names_the_file_line(tmp_path, tiny_model, capsys, limit):
+    config = _config(tmp_path, tiny_model)
+    text = config.read_text().replace("limit: 2", f"limit: {limit}")
+    config.write_text(text)
+    line_number = text.splitlines().index(f"    limit: {limit}") + 1
+    before = _snapshot(tmp_path)
+    assert main(["eval", "--config", str(config)]) == 2
+    expected = f"saro: error: {config}:{line_number}: eval.suites.0.limit: expected a value >= 1, got {limit}"
+    assert _only_line(capsys) == expected
+    assert _snapshot(tmp_path) == before
+
+
+def test_suite_without_prompts_is_an_error_not_a_result_over_zero(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    # the easy set holds capability questions only, so a harmful suite over it keeps none
+    override = "suites=[{name: empty, type: harmful, sources: [{name: easy}], limit: 3}]"
+    assert main(["eval", "--config", str(config), override]) == 2
+    assert _only_line(capsys).startswith("saro: error: suite 'empty': no prompts to evaluate")
+    assert not (tmp_path / "eval" / "results.json").exists()
+
+
+def test_bad_override_blames_the_command_line_not_the_file(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    assert main(["synth", "rw", "--config", str(config), "samples=abc"]) == 2
+    assert _only_line(capsys) == "saro: error: command line: synth_rw.samples: expected an integer, got 'abc'"
+    assert main(["synth", "rw", "--config", str(config), "teacher.kind=magic"]) == 2
+    assert _only_line(capsys).startswith("saro: error: command line: synth_rw.teacher.kind: 'magic' is not one of")
+    # the same mistake in the file still names the file's line
+    text = config.read_text().replace("samples: 1", "samples: abc")
+    config.write_text(text)
+    line_number = text.splitlines().index("  samples: abc") + 1
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    expected = f"saro: error: {config}:{line_number}: synth_rw.samples: expected an integer, got 'abc'"
+    assert _only_line(capsys) == expected
+
+
+def test_corrupt_middle_line_is_an_error_and_the_file_is_kept(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    output = tmp_path / "synth" / "rw.jsonl"
+    output.parent.mkdir()
+    good = [json.dumps({"id": f"r{i}", "messages": []}) for i in range(4)]
+    output.write_text(f"{good[0]}\n{good[1][:-7]}\n{good[2]}\n{good[3]}\n", encoding="utf-8")
+    before = output.read_bytes()
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"saro: error: {output}:2: invalid JSON, and not the last line")
+    assert output.read_bytes() == before  # the records after the bad line are not truncated away
+
+
+def test_writer_drops_only_a_torn_last_line_and_refuses_bad_utf8_before_it(tmp_path):
+    path = tmp_path / "out.jsonl"
+    records = [json.dumps({"id": f"r{i}"}) for i in range(3)]
+    path.write_bytes(f"{records[0]}\n{records[1]}\n".encode() + records[2][:-3].encode())
+    with JsonlWriter(path) as writer:
+        assert writer.done_ids == {"r0", "r1"}
+    assert path.read_text(encoding="utf-8") == f"{records[0]}\n{records[1]}\n"
+
+    corrupt = f"{records[0]}\n".encode() + b'{"id": "\xff"}\n' + f"{records[2]}\n".encode()
+    path.write_bytes(corrupt)
+    with pytest.raises(DataError, match=rf"{path}:2: not UTF-8, and not the last line"):
+        JsonlWriter(path)
+    assert path.read_bytes() == corrupt
+
+
+def test_duplicate_prompt_ids_name_both_lines(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    prompts = tmp_path / "prompts.jsonl"
+    _write_jsonl(prompts, [*BENIGN_PROMPTS, {**BENIGN_PROMPTS[1], "prompt": "What is the capital of Spain?"}])
+    for command in (["synth", "rw"], ["synth", "srpo"]):
+        before = _snapshot(tmp_path)
+        assert main([*command, "--config", str(config)]) == 2
+        expected = f"saro: error: {prompts}:4: duplicate id 'p2' (first at {prompts}:2); prompt ids must be unique"
+        assert _error_line(capsys) == expected
+        assert _snapshot(tmp_path) == before
+
+
+def test_config_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, capsys):
+    assert main(["synth", "rw", "--config", str(tmp_path)]) == 2
+    assert _only_line(capsys) == f"saro: error: {tmp_path}: not a file; --config takes a YAML config file"
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("synth_rw:\n  samples: 2\n  model: caf\u00e9\n".encode("latin-1"))
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    assert _only_line(capsys) == f"saro: error: {config}:3: not UTF-8 text (byte 0xe9); save the config as UTF-8"
+
+
+def test_training_data_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    folder = tmp_path / "data-folder"
+    folder.mkdir()
+    assert main(["train", "rw", "--config", str(config), f"data={folder}"]) == 2
+    assert _error_line(capsys) == f"saro: error: {folder}: not a file; expected a JSONL file"
+    latin1 = tmp_path / "latin1.jsonl"
+    good = (tmp_path / "rw.jsonl").read_bytes()
+    bad_line = '{"id": "x", "messages": [{"role": "user", "content": "caf\u00e9"}]}\n'.encode("latin-1")
+    latin1.write_bytes(good + bad_line)
+    line_number = good.count(b"\n") + 1
+    assert main(["train", "rw", "--config", str(config), f"data={latin1}"]) == 2
+    expected = f"saro: error: {latin1}:{line_number}: not UTF-8 text; JSONL files must be UTF-8"
+    assert _error_line(capsys) == expected
+    assert not (tmp_path / "rw-model").exists()
