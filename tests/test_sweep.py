@@ -46,7 +46,7 @@ def _config(tmp_path, tiny_model, learning_rate=1.0e-3) -> dict:
                     "name": "rw",
                     "stage": "train_rw",
                     "settings": [{"max_steps": 1}, {"max_steps": 2}],
-                    "ablations": [{"learning_rate": 0.0}],
+                    "ablations": [{"learning_rate": 1.0e-4}],
                 }
             ],
             "select": ["val_harmful.attack_success", "val_lookalike.over_refusal"],
@@ -88,12 +88,12 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
 
     # An ablation is the chosen setting with one thing changed, trained but not selected.
     (ablation,) = summary["ablations"]
-    assert ablation["setting"] == best["setting"] | {"learning_rate": 0.0}
+    assert ablation["setting"] == best["setting"] | {"learning_rate": 1.0e-4}
     ablation_training = json.loads(
         (tmp_path / ablation["model"].split(str(tmp_path) + "/")[-1] / "saro_training.json").read_text()
     )
     assert (
-        ablation_training["trl"]["learning_rate"] == 0.0
+        ablation_training["trl"]["learning_rate"] == 1.0e-4
         and ablation_training["trl"]["max_steps"] == best["setting"]["max_steps"]
     )
 
