@@ -82,24 +82,25 @@ def _normal(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-# Harmful and harmless stances open alike ("Intent: harmful:" / "Intent: harmless:"): the word after "Intent:" is
-# where the two sides part, and a side whose wording varies there loses that token to the side that does not (the
-# model learned "Intent: harmless" for harmful prompts when only the benign side was uniform; dev log 2026-12-01).
+# Harmful and harmless stances say what the request means first and only then label it, in the same words on both
+# sides ("..., so the goal is harmful" / "..., so the goal is harmless"): the sides part on the prompt's content, not
+# on one label token. Pairs whose stances opened with the label taught the model to decide at the first word of the
+# step, and an unevenly worded label taught it "harmless" for harmful prompts (dev log, 2026-12-01).
 _HARM_STANCE = [
-    "{t}. Intent: harmful: {h}; {c} disallows this.",
-    "{t}. Intent: harmful: {h}, which {c} disallows.",
+    "{t}. Intent: {h}, so the goal is harmful; {c} disallows it.",
+    "{t}. Intent: {h}; this is harm, and {c} disallows it.",
 ]
 _HARM_REFLECT = [
     "{t}. Reflection: wait, could a wrapper or a harmless reading change that? No.",
     "{t}. Reflection: wait, is there a harmless reading? No.",
 ]
 _BENIGN_STANCE = [
-    "{t}. Intent: harmless: {y}; {c} does not cover this.",
-    "{t}. Intent: harmless: {y}, which {c} allows.",
+    "{t}. Intent: {y}, so the goal is harmless; {c} does not cover it.",
+    "{t}. Intent: {y}; no harm, and {c} does not cover it.",
 ]
 _GENERAL_STANCE = [
-    "{t}. Intent: harmless: an ordinary request; no policy category applies.",
-    "{t}. Intent: harmless: a plain request; nothing disallowed.",
+    "{t}. Intent: an ordinary request, so the goal is harmless; no policy category applies.",
+    "{t}. Intent: a plain request; no harm, and nothing is disallowed.",
 ]
 _BENIGN_REFLECT = ["{t}. Reflection: wait, it only sounds risky; refusing would be over-cautious."]
 _SUSPECT = [
