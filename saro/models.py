@@ -80,11 +80,33 @@ def resolve_model(name: str | Path) -> str:
     return str(name)
 
 
+def _from_pretrained(cls, name: str | Path, **kwargs):
+    """`cls.from_pretrained` on the resolved name; a folder that is not a model, or a hub id neither in the cache
+    nor reachable, is the user's one-line error, not a traceback."""
+    reference = resolve_model(name)
+    folder = Path(reference)
+    if folder.exists() and not (folder / "config.json").is_file():
+        raise SaroError(f"model {str(name)!r}: not a model folder (no config.json in it)")
+    if not folder.exists() and (reference.startswith((".", "/", "~")) or reference.count("/") > 1):
+        raise SaroError(f"model {str(name)!r}: no such folder (and not a hub id of the form org/name)")
+    try:
+        return cls.from_pretrained(reference, **kwargs)
+    except (OSError, ValueError) as exc:  # what transformers raises for a missing or incomplete model
+        if folder.exists():
+            where = "folder"
+        elif os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+            where = "hub id (offline, and not in the local Hugging Face cache)"
+        else:
+            where = "hub id (neither in the local Hugging Face cache nor downloadable)"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaroError(f"model {str(name)!r}: cannot load it as a {where}: {detail}") from None
+
+
 def load_tokenizer(name: str | Path, padding_side: str = "left"):
     """The tokenizer with a pad token and the given padding side (left for batched generation)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer = _from_pretrained(AutoTokenizer, name)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -101,7 +123,7 @@ def load_model(name: str | Path, dtype: str = "auto", place: bool = True):
 
     if dtype == "auto":
         dtype = "bfloat16" if torch.cuda.is_available() else "float32"
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype))
+    model = _from_pretrained(AutoModelForCausalLM, name, dtype=getattr(torch, dtype))
     if place and torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval()

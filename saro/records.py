@@ -33,9 +33,14 @@ def format_response(reasoning: str, answer: str) -> str:
 
 
 def split_response(text: str) -> tuple[str | None, str]:
-    """Split an assistant turn into (reasoning, answer); reasoning is None when the think block is missing."""
+    """Split an assistant turn into (reasoning, answer); reasoning is None when the think block is missing. A turn
+    whose opener the chat template wrote (DeepSeek-R1's generation prompt, a server without a reasoning parser)
+    starts inside the block: everything before the first `</think>` is the reasoning."""
     match = _THINK_RE.search(text)
     if not match:
+        if THINK_CLOSE in text:
+            reasoning, answer = text.split(THINK_CLOSE, 1)
+            return reasoning.strip(), answer.strip()
         return None, text.strip()
     return match.group(1).strip(), match.group(2).strip()
 

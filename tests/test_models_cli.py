@@ -72,3 +72,68 @@ def test_prepare_converts_the_embedded_gguf_to_a_loadable_checkpoint(tmp_path):
         model, tokenizer, [[{"role": "user", "content": "What is the capital of France?"}]], max_new_tokens=12, desc=""
     )
     assert "Paris" in out.text  # a real instruction-tuned model, not random weights
+
+
+def _hub_cache(home, model_dir, repo_id: str, revision: str = "0123456789abcdef0123456789abcdef01234567"):
+    """The layout `huggingface_hub` leaves after a download: blobs behind snapshot links, refs/main naming the
+    snapshot. Files are copied, not linked (Windows caches look the same)."""
+    import shutil
+
+    repo = home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    shutil.copytree(model_dir, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_a_hub_id_trains_and_evaluates_from_the_local_cache_offline(tmp_path, tiny_model):
+    """`model: org/name` as online users write it, on a machine whose cache already holds it: no network is
+    touched (HF_HUB_OFFLINE) and both stages run on the cached snapshot."""
+    import json
+    import os
+
+    from test_training import _sft_file
+
+    home = tmp_path / "hf"
+    _hub_cache(home, tiny_model, "saro-test/tiny-llama")
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_CACHE", None), env.pop("TRANSFORMERS_CACHE", None)
+    saro = [sys.executable, "-m", "saro.cli.main"]
+    data = _sft_file(tmp_path / "rw.jsonl", n=4)
+    trained = tmp_path / "rw-model"
+    train = [
+        *saro,
+        "train",
+        "rw",
+        "model=saro-test/tiny-llama",
+        f"data={data}",
+        f"output_dir={trained}",
+        "max_steps=1",
+    ]
+    done = subprocess.run(train, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (trained / "model.safetensors").exists()
+
+    config = tmp_path / "eval.yaml"
+    suites = [{"name": "easy", "type": "capability", "sources": [{"name": "easy"}], "limit": 4}]
+    config.write_text(
+        json.dumps(
+            {
+                "eval": {
+                    "model": "saro-test/tiny-llama",
+                    "output": str(tmp_path / "ev"),
+                    "max_new_tokens": 4,
+                    "suites": suites,
+                }
+            }
+        )
+    )
+    done = subprocess.run([*saro, "eval", "--config", str(config)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert results["suites"]["easy"]["n"] == 4
+
+    absent = [*saro, "eval", "--config", str(config), "model=saro-test/absent", f"output={tmp_path / 'ev2'}"]
+    missing = subprocess.run(absent, env=env, capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "saro-test/absent" in missing.stderr

@@ -334,3 +334,26 @@ def test_srpo_rounds_sample_and_start_from_the_previous_round(tmp_path, tiny_mod
         "synth_srpo_r2",
         "train_srpo_r2",
     }
+
+
+def test_raising_samples_draws_only_the_missing_traces(tmp_path, tiny_model):
+    """A traces cache from a run with fewer samples is extended, not redrawn: the cached traces stay as they were,
+    the new ones are appended as a later line for the same prompt, and pairs are built from all of them."""
+    from test_preference import BENIGN, EARLY, HARMFUL, LATE
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in (HARMFUL, BENIGN)))
+    cached = [{"sample": i, "text": t, "tokens": 9, "truncated": False} for i, t in enumerate([LATE, EARLY])]
+    traces_file = tmp_path / "srpo.traces.jsonl"
+    traces_file.write_text(json.dumps({"id": HARMFUL.id, "kind": "harmful", "traces": cached}) + "\n")
+    out = tmp_path / "srpo.jsonl"
+    args = ["synth", "srpo", f"model={tiny_model}", f"output={out}", f"prompts_file={prompts}", "max_new_tokens=8"]
+    assert main([*args, "heldout_prompts_file=null", "samples=3", f"answer_model={tiny_model}"]) == 0
+
+    lines = _lines(traces_file)
+    latest = {line["id"]: line["traces"] for line in lines}
+    assert lines[0]["traces"] == cached  # nothing already written is rewritten
+    assert latest[HARMFUL.id][:2] == cached and [t["sample"] for t in latest[HARMFUL.id]] == [0, 1, 2]
+    assert [t["sample"] for t in latest[BENIGN.id]] == [0, 1, 2]
+    summary = {line["id"]: line for line in _lines(tmp_path / "srpo.prompts.jsonl")}
+    assert len(summary[HARMFUL.id]["traces"]) == 3

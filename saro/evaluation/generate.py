@@ -31,14 +31,15 @@ def generate_batched(
     """
     import torch
 
+    from saro.chat import decode, render_prompt, stop_token_ids, whole_turn
+
     tokenizer.padding_side = "left"
-    eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>",) if t in tokenizer.get_vocab()]
-    eos = eos or [tokenizer.eos_token_id]
+    eos = stop_token_ids(tokenizer)
     results: list[Generation] = []
     batches = range(0, len(conversations), batch_size)
     for start in tqdm(batches, desc=desc or "generating", unit="batch", disable=desc == ""):
         batch = conversations[start : start + batch_size]
-        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in batch]
+        texts = [render_prompt(tokenizer, c) for c in batch]
         inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(seed + start)
         sampling = (
@@ -53,13 +54,10 @@ def generate_batched(
                 **sampling,
             )
         new = output[:, inputs["input_ids"].shape[1] :]
-        for row in new:
+        for prompt, row in zip(texts, new):
             ids = row.tolist()
             ended = [i for i, t in enumerate(ids) if t in eos]
             length = ended[0] if ended else len([t for t in ids if t != tokenizer.pad_token_id])
-            results.append(
-                Generation(
-                    tokenizer.decode(ids[:length], skip_special_tokens=True).strip(), length, truncated=not ended
-                )
-            )
+            text = whole_turn(prompt, decode(tokenizer, ids[:length]).strip())
+            results.append(Generation(text, length, truncated=not ended))
     return results

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from saro.chat import continue_turn
 from saro.policy import Policy
 from saro.preference.judge import TraceVerdict
 from saro.records import (
@@ -189,7 +190,7 @@ def build_pairs(
     def add(kind: str, t: int, prefix: str, chosen: str, rejected: str, info: dict) -> None:
         if _normal(chosen) == _normal(rejected) or not chosen.strip() or not rejected.strip():
             return
-        prompt = base_prompt + prefix
+        prompt, chosen, rejected = continue_turn(base_prompt, prefix, chosen, rejected)
         pair_id = stable_id(prompt, chosen, rejected)
         pairs.setdefault(
             pair_id,

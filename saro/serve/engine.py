@@ -14,6 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from saro.chat import decode, opens_think, render_prompt, stop_token_ids
+from saro.records import THINK_OPEN
+
 log = logging.getLogger(__name__)
 
 _DONE = object()
@@ -69,9 +72,7 @@ class BatchingEngine:
         self.model, self.tokenizer = model, tokenizer
         self.tokenizer.padding_side = "left"
         self.max_batch_size, self.batch_wait = max_batch_size, batch_wait_ms / 1000
-        vocab = tokenizer.get_vocab()
-        eos = {tokenizer.eos_token_id} | {vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|end|>") if t in vocab}
-        self.eos = {e for e in eos if e is not None}
+        self.eos = set(stop_token_ids(tokenizer))
         # Fast tokenizers keep padding settings as shared state: a request thread encoding without padding while
         # the worker encodes a padded batch would leave the batch ragged. Every tokenizer call holds this lock.
         self.tokenizer_lock = threading.Lock()
@@ -85,13 +86,13 @@ class BatchingEngine:
         """The chat prompt; raises ValueError when the template rejects the messages."""
         with self.tokenizer_lock:
             try:
-                return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                return render_prompt(self.tokenizer, messages)
             except Exception as exc:  # jinja raises TemplateError for roles a template does not allow
                 raise ValueError(f"the chat template rejects these messages: {exc}") from None
 
     def decode(self, ids: list[int]) -> str:
         with self.tokenizer_lock:
-            return self.tokenizer.decode(ids, skip_special_tokens=True)
+            return decode(self.tokenizer, ids)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         request.prompt = self.render(request.messages)  # a rejected template is the client's 400, not a failed batch
@@ -172,6 +173,8 @@ def drain(request: GenerationRequest, engine: BatchingEngine):
     inside a multi-byte character waits for the next one."""
     ids: list[int] = []
     sent = ""
+    if opens_think(request.prompt):  # the template opened the think block: the client gets the whole turn
+        yield f"{THINK_OPEN}\n"
     while True:
         event = request.events.get()
         if event is _DONE:

@@ -21,6 +21,7 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from saro.chat import render_prompt
 from saro.config import check_range, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.policy import Policy, load_policy
@@ -188,7 +189,7 @@ def _run_split(split, records, batches, output, config, policy, sampler, tokeniz
 
     def render(record: PromptRecord) -> str:
         messages = [{"role": "user", "content": record.prompt}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(tokenizer, messages)
 
     with (
         JsonlWriter(traces_path) as trace_log,
@@ -198,15 +199,15 @@ def _run_split(split, records, batches, output, config, policy, sampler, tokeniz
     ):
         for positions in batches:
             batch = [records[i] for i in positions]
-            if any(r.id not in cached for r in batch):
-                for record, generations in zip(batch, _sample(batch, sampler, config)):
-                    row = {"id": record.id, "kind": record.kind, "traces": generations}
-                    if record.id not in trace_log.done_ids:
-                        trace_log.write(row)
-                    cached.setdefault(record.id, row)
+            have = [cached[r.id]["traces"][: config.samples] if r.id in cached else [] for r in batch]
+            if any(len(row) < config.samples for row in have):
+                for record, old, generations in zip(batch, have, _sample(batch, sampler, config, have)):
+                    if len(old) < len(generations):  # new, or more samples than the cache holds: the later line wins
+                        cached[record.id] = {"id": record.id, "kind": record.kind, "traces": generations}
+                        trace_log.write(cached[record.id])
             # Judge and ask the teacher for the whole batch, finished prompts included: the same batch
             # composition gives the same answers, so a resumed batch rebuilds exactly the pairs it would have.
-            judged = {r.id: _judge(r, cached[r.id]["traces"], config, teacher) for r in batch}
+            judged = {r.id: _judge(r, cached[r.id]["traces"][: config.samples], config, teacher) for r in batch}
             answers = _teacher_answers(batch, judged, config, policy, teacher)
             for record in batch:
                 if record.id in finished.done_ids:
@@ -247,15 +248,19 @@ def _drop_unfinished_pairs(output: Path, finished: set[str]) -> None:
         write_jsonl(output, keep)
 
 
-def _sample(batch, sampler, config) -> list[list[dict]]:
-    """`samples` traces per prompt: sample 0 greedy (the model's mode), the others at `temperature`."""
-    conversations = [[{"role": "user", "content": r.prompt}] for r in batch]
-    per_prompt: list[list[dict]] = [[] for _ in batch]
-    for sample in range(config.samples):
+def _sample(batch, sampler, config, have: list[list[dict]] | None = None) -> list[list[dict]]:
+    """`samples` traces per prompt: sample 0 greedy (the model's mode), the others at `temperature`. `have` holds
+    traces already sampled per prompt (a cache from a run with fewer samples): only the missing ones are drawn."""
+    per_prompt: list[list[dict]] = [list(row) for row in have] if have else [[] for _ in batch]
+    for sample in range(min(len(row) for row in per_prompt), config.samples):
+        todo = [i for i, row in enumerate(per_prompt) if len(row) == sample]
         temperature = config.temperature if sample else 0.0
+        conversations = [[{"role": "user", "content": batch[i].prompt}] for i in todo]
         outputs = sampler.generate(conversations, config.max_new_tokens, temperature, config.seed + sample)
-        for row, out in zip(per_prompt, outputs):
-            row.append({"sample": sample, "text": out.text, "tokens": out.tokens, "truncated": out.truncated})
+        for i, out in zip(todo, outputs):
+            per_prompt[i].append(
+                {"sample": sample, "text": out.text, "tokens": out.tokens, "truncated": out.truncated}
+            )
     return per_prompt
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saro.chat import render_prompt
 from saro.config import to_plain
 from saro.errors import DataError
 from saro.evaluation.generate import generate_batched
@@ -129,7 +130,7 @@ def build_baseline_data(config: BaselineDataConfig) -> dict:
 
     def template(prompt: PromptRecord) -> str:
         messages = [{"role": "user", "content": prompt.prompt}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(tokenizer, messages)
 
     def pair(prompt: PromptRecord, chosen: str, rejected: str, rejected_by: str) -> dict:
         return {

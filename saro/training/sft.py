@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from saro.chat import keep_reasoning_for_training
 from saro.errors import DataError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.records import read_jsonl
@@ -72,13 +73,38 @@ def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> d
 
 def run_sft(config: SFTStageConfig, trl_config) -> Path:
     """Fine-tune `config.model` on `config.data`; returns the saved model folder."""
+    started = time.time()
+    trainer, original_template, truncation = build_sft_trainer(config, trl_config)
+    tokenizer = trainer.processing_class
+    checkpoint = last_checkpoint(trl_config.output_dir)
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    info = {
+        "stage": "rw_sft",
+        "config": config,
+        "trl": trl_config.to_dict(),
+        "truncation": truncation,
+        "resumed_from": checkpoint,
+        "metrics": result.metrics,
+        "log_history": trainer.state.log_history,
+        "seconds": round(time.time() - started, 1),
+    }
+    if original_template is not None:  # the saved model keeps its own template for inference
+        tokenizer.chat_template = original_template
+    return save_final(trainer, tokenizer, trl_config.output_dir, config.lora and config.merge_lora, info)
+
+
+def build_sft_trainer(config: SFTStageConfig, trl_config):
+    """The TRL trainer over `config.data`, its dataset tokenized (the loss on the assistant turn only), and the
+    tokenizer's original template when it had to be patched to keep the reasoning (else None), and truncation."""
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
 
-    started = time.time()
     records = load_sft_records(config.data)
     tokenizer = load_tokenizer(config.model, padding_side="right")
+    original_template = keep_reasoning_for_training(tokenizer, config.model)
     truncation = count_truncated(records, tokenizer, trl_config.max_length)
     if truncation["truncated_examples"]:
         log.warning(
@@ -102,18 +128,4 @@ def run_sft(config: SFTStageConfig, trl_config) -> Path:
     trainer = SFTTrainer(
         model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
-    checkpoint = last_checkpoint(trl_config.output_dir)
-    if checkpoint:
-        log.info("resuming from %s", checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    info = {
-        "stage": "rw_sft",
-        "config": config,
-        "trl": trl_config.to_dict(),
-        "truncation": truncation,
-        "resumed_from": checkpoint,
-        "metrics": result.metrics,
-        "log_history": trainer.state.log_history,
-        "seconds": round(time.time() - started, 1),
-    }
-    return save_final(trainer, tokenizer, trl_config.output_dir, config.lora and config.merge_lora, info)
+    return trainer, original_template, truncation
