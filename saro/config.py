@@ -3,8 +3,9 @@
 Stage configs are dataclasses whose fields all have defaults and help. A YAML file either holds one stage's keys at
 top level or a section per stage (`synth_rw:`, `train_rw:`, ...), so one file can drive the whole pipeline.
 Training stages also accept every TRL `SFTConfig` / `DPOConfig` field in the same section (see `split_trl_keys`).
-A numeric field's allowed range lives in its metadata (`"min"`: at least, `"above"`: more than, `"max"`: at most)
-and is checked on load, with the key's file:line or "command line" in the message.
+A numeric field's allowed range lives in its metadata (`"min"`: at least, `"above"`: more than, `"max"`: at most).
+Config dataclasses derive from `RangeChecked`, so the range is checked whenever one is built: on load, with the
+key's file:line or "command line" in the message, and when code builds one directly.
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def field_limits(f: dataclasses.Field) -> dict[str, float]:
     return {k: f.metadata[k] for k in _LIMIT_KEYS if k in f.metadata}
 
 
+def check_fields(obj: Any) -> None:
+    """Raise `RangeError` for the first field of dataclass instance `obj` outside its metadata range."""
+    for f in dataclasses.fields(obj):
+        check_range(f.name, getattr(obj, f.name), field_limits(f))
+
+
+class RangeChecked:
+    """Base of saro's config dataclasses: building one, from a config file or in code, checks every field against
+    its metadata range. A subclass with its own `__post_init__` calls `super().__post_init__()` first."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
 def _coerce(value: Any, hint: Any, where: str, source: _Source | None = None, path: tuple[str, ...] = ()) -> Any:
     """Check `value` against a type hint, converting only what YAML cannot express (str -> Path, dict -> config)."""
     if dataclasses.is_dataclass(hint) and isinstance(value, dict) and source is not None:
@@ -199,9 +214,8 @@ def build_dataclass(cls: type[T], data: dict[str, Any], source: _Source, prefix:
             if key not in fields:
                 raise unknown_key_error(source.where(path), key, fields)
             kwargs[key] = _coerce(value, hints[key], source.where(path), source, path)
-            check_range(key, kwargs[key], field_limits(fields[key]))
         return cls(**kwargs)
-    except RangeError as exc:  # from the metadata check above, or a __post_init__ naming its field
+    except RangeError as exc:  # from `RangeChecked`'s metadata check, or a __post_init__ naming its field
         raise ConfigError(f"{source.where(prefix + (exc.name,))}: {exc.detail}") from None
     except (ValueError, TypeError) as exc:  # __post_init__ cross-field checks (ours and TRL's)
         raise ConfigError(f"{source.where(prefix) if prefix else source.path or 'config'}: {exc}") from None

@@ -7,16 +7,18 @@ written last and atomically, marks the file finished.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from saro.errors import DataError
+from saro.errors import ConfigError, DataError
 
 KINDS = ("harmful", "jailbreak", "borderline_benign", "general")
 HARMFUL_KINDS = ("harmful", "jailbreak")  # kinds that call for a refusal; the others for an answer
@@ -45,12 +47,13 @@ def split_response(text: str) -> tuple[str | None, str]:
     return match.group(1).strip(), match.group(2).strip()
 
 
-_DECISION = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
+# A decision line ("5. Decision: refuse."); group 1 is the decision word.
+DECISION_LINE = re.compile(r"decision\s*:\s*\**\s*(refuse|decline|answer|comply|help)", re.I)
 
 
 def decision_of(reasoning: str | None) -> str | None:
     """The reasoning's last decision line as "refuse" or "answer"; None when it has none."""
-    found = _DECISION.findall(reasoning or "")
+    found = DECISION_LINE.findall(reasoning or "")
     if not found:
         return None
     return "refuse" if found[-1].lower() in ("refuse", "decline") else "answer"
@@ -228,3 +231,27 @@ def write_manifest(path: str | Path, info: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def output_folder(path: str | Path, key: str = "output", create: bool = True) -> Path:
+    """Create output folder `path` (its parents too) and make sure files can be written in it, so a path that is
+    a file or a folder without write access fails in a second, naming `key`, before any model loads. With
+    `create=False` nothing is created: the nearest existing folder on the way is tried instead.
+
+    Raises:
+        ConfigError: `path` is an existing file, or the folder cannot be created or written to.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key} {path}: a file is there, not a folder; choose another {key}")
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):  # permissions alone do not tell: root, read-only mounts, quotas
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key} {path}: cannot write there ({exc.strerror or exc}); choose another {key}") from None
+    return path

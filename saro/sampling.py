@@ -10,11 +10,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from saro.config import RangeChecked
 from saro.evaluation.generate import Generation, generate_batched
 
 
 @dataclass
-class EndpointConfig:
+class EndpointConfig(RangeChecked):
     """An OpenAI-compatible server to sample from instead of loading the model (vLLM, an API, `saro serve`)."""
 
     base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={"help": "OpenAI-compatible base URL."})

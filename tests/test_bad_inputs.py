@@ -4,7 +4,10 @@ Every case is one that used to end in a traceback or, worse, in a wrong result r
 at the tiny model and real data files, so a missing check would run the stage rather than pass unnoticed.
 """
 
+import errno
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -240,3 +243,190 @@ def test_training_data_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, tiny_m
     expected = f"saro: error: {latin1}:{line_number}: not UTF-8 text; JSONL files must be UTF-8"
     assert _error_line(capsys) == expected
     assert not (tmp_path / "rw-model").exists()
+
+
+# --- stale state is refused, not reused ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command, changed, key",
+    [(["train", "rw"], "learning_rate=0.01", "learning_rate"), (["train", "srpo"], "beta=0.5", "beta")],
+    ids=["rw", "srpo"],
+)
+def test_rerun_with_other_training_settings_is_refused_and_the_model_kept(
+    tmp_path, tiny_model, capsys, command, changed, key
+):
+    config = _config(tmp_path, tiny_model)
+    out = tmp_path / ("rw-model" if command[1] == "rw" else "srpo-model")
+    short = ["num_train_epochs=2", "eval_train_pairs=0"] if command[1] == "srpo" else ["num_train_epochs=2"]
+    assert main([*command, "--config", str(config), *short]) == 0
+    finished = _snapshot(out)
+    refused = f"saro: error: {out} holds a run with other settings ({{}}): choose another output_dir or remove it"
+    assert main([*command, "--config", str(config), *short, changed]) == 2
+    assert _error_line(capsys) == refused.format(key)
+    assert main([*command, "--config", str(config), *short, "num_train_epochs=1"]) == 2  # shorter than the run
+    assert _error_line(capsys) == refused.format("num_train_epochs")
+    data = tmp_path / ("rw.jsonl" if command[1] == "rw" else "pairs.jsonl")
+    original = data.read_bytes()
+    data.write_bytes(original.replace(b"Yes.", b"Yes!").replace(b"Sure.", b"Sure!"))  # regenerated at one path
+    assert main([*command, "--config", str(config), *short]) == 2
+    assert _error_line(capsys) == refused.format("data")
+    assert _snapshot(out) == finished
+    data.write_bytes(original)
+    # the same settings (logging aside) and a longer run: resumed from the finished run's last checkpoint
+    assert main([*command, "--config", str(config), *short, "num_train_epochs=3", "logging_steps=1"]) == 0
+    summary = json.loads((out / "saro_training.json").read_text())
+    assert summary["resumed_from"] and Path(summary["resumed_from"]).parent == out
+    assert summary["metrics"]["epoch"] == 3
+
+
+def _eval_lines(folder: Path) -> list[str]:
+    return (folder / "generations.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+def test_eval_refuses_generations_of_model_files_replaced_at_the_same_path(tmp_path, tiny_model, capsys):
+    from saro.models import build_tiny
+
+    config = _config(tmp_path, tiny_model)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    assert main(["eval", "--config", str(config), f"model={model}"]) == 0
+    kept = _snapshot(tmp_path / "eval")
+    assert main(["eval", "--config", str(config), f"model={model}"]) == 0  # unchanged: generations reused
+    capsys.readouterr()
+    build_tiny(model, seed=1)  # other weights, same path
+    assert main(["eval", "--config", str(config), f"model={model}"]) == 2
+    expected = (
+        f"saro: error: {tmp_path / 'eval'}: holds generations of {model} made before its files changed; "
+        "use another output folder or delete this one"
+    )
+    assert _error_line(capsys) == expected
+    assert {k: v for k, v in _snapshot(tmp_path / "eval").items() if k != "results.json"} == {
+        k: v for k, v in kept.items() if k != "results.json"
+    }
+
+
+def test_bad_model_path_is_one_line_and_does_not_block_the_corrected_rerun(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    out = tmp_path / "eval"
+    missing = tmp_path / "no-such-model"
+    assert main(["eval", "--config", str(config), f"model={missing}"]) == 2
+    assert _error_line(capsys).startswith(f"saro: error: model '{missing}': no such folder")
+    not_a_model = tmp_path / "data-folder"
+    not_a_model.mkdir()
+    assert main(["eval", "--config", str(config), f"model={not_a_model}"]) == 2
+    assert _error_line(capsys) == f"saro: error: model '{not_a_model}': not a model folder (no config.json in it)"
+    assert not (out / "generation.json").exists()
+    assert main(["eval", "--config", str(config)]) == 0
+    assert json.loads((out / "generation.json").read_text())["model"] == str(tiny_model)
+
+
+def test_report_over_folders_of_other_seeds_or_no_shared_prompt_is_refused(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    first, other_seed, other_suite = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["eval", "--config", str(config), f"output={first}"]) == 0
+    assert main(["eval", "--config", str(config), f"output={other_seed}", "seed=1"]) == 0
+    suites = "suites=[{name: other, type: harmful, sources: [{name: seeds}], limit: 2}]"
+    assert main(["eval", "--config", str(config), f"output={other_suite}", suites]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report"
+    assert main(["report", str(first), str(other_seed), f"output={report}"]) == 2
+    expected = (
+        f"saro: error: report: the result folders were evaluated with different seeds ({first}: 0, {other_seed}: 1);"
+        " compare folders evaluated with one seed"
+    )
+    assert _only_line(capsys) == expected
+    assert main(["report", str(first), str(other_suite), f"output={report}"]) == 2
+    assert _only_line(capsys).startswith("saro: error: report: the result folders share no evaluated prompt")
+    assert not report.exists()
+
+
+# --- outputs that cannot be written: one line before any work ------------------------------------------------------
+
+
+def test_output_path_that_is_a_file_is_one_line(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    cases = [
+        (["eval", "--config", str(config), f"output={afile}"], "output"),
+        (["train", "rw", "--config", str(config), f"output_dir={afile}"], "output_dir"),
+        (["model", "tiny", str(afile)], "folder"),
+        (["model", "prepare", str(afile)], "folder"),
+    ]
+    for argv, key in cases:
+        assert main(argv) == 2, argv
+        expected = f"saro: error: {key} {afile}: a file is there, not a folder; choose another {key}"
+        assert _error_line(capsys) == expected
+    assert main(["eval", "--config", str(config)]) == 0  # a real folder to report on
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "eval"), f"output={afile}"]) == 2
+    assert _only_line(capsys) == f"saro: error: output {afile}: a file is there, not a folder; choose another output"
+    assert afile.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("afile")) == ["afile"]  # no afile.tmp/
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder refuse new files, as a read-only mount does (chmod alone does not stop root)."""
+
+    def make(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        real_open = os.open
+
+        def refusing_open(path, flags, *args, **kwargs):
+            writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            if writing and isinstance(path, str | Path) and Path(path).absolute().is_relative_to(folder):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+        return folder
+
+    return make
+
+
+def test_read_only_output_folder_is_one_line(tmp_path, tiny_model, capsys, read_only):
+    config = _config(tmp_path, tiny_model)
+    assert main(["eval", "--config", str(config)]) == 0  # a real folder to report on
+    capsys.readouterr()
+    folder = read_only(tmp_path / "ro")
+    cases = [
+        (["eval", "--config", str(config), f"output={folder}"], "output"),
+        (["report", str(tmp_path / "eval"), f"output={folder}"], "output"),
+        (["train", "rw", "--config", str(config), f"output_dir={folder}"], "output_dir"),
+        (["synth", "rw", "--config", str(config), f"output={folder / 'rw.jsonl'}"], "output folder"),
+    ]
+    for argv, key in cases:
+        assert main(argv) == 2, argv
+        expected = f"saro: error: {key} {folder}: cannot write there (Permission denied); choose another {key}"
+        assert _error_line(capsys) == expected
+    assert list(folder.iterdir()) == []
+
+
+# --- every config dataclass checks its ranges, however it is built ----------------------------------------------
+
+
+def test_direct_construction_checks_field_ranges():
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    import saro
+    from saro.config import RangeChecked, RangeError, field_limits
+    from saro.evaluation.runner import EvalConfig
+    from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig
+
+    with pytest.raises(RangeError, match=r"^samples: expected a value >= 1, got 0$"):
+        RWSynthesisConfig(samples=0)
+    with pytest.raises(RangeError, match=r"^op_per_prompt: expected a value >= 0, got -1$"):
+        SRPOSynthesisConfig(op_per_prompt=-1)
+    with pytest.raises(RangeError, match=r"^batch_size: expected a value >= 1, got 0$"):
+        dataclasses.replace(EvalConfig(), batch_size=0)  # how saro run and the sweep derive configs
+    unchecked = set()
+    for module in pkgutil.walk_packages(saro.__path__, "saro."):
+        for obj in vars(importlib.import_module(module.name)).values():
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__.startswith("saro."):
+                if any(field_limits(f) for f in dataclasses.fields(obj)) and not issubclass(obj, RangeChecked):
+                    unchecked.add(obj.__qualname__)
+    assert not unchecked, f"config dataclasses with ranges that do not derive from RangeChecked: {unchecked}"

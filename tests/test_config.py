@@ -54,6 +54,7 @@ def test_shipped_configs_validate(path):
     """Every section of every shipped config loads: saro keys build, TRL keys exist (GPU-only values aside)."""
     from trl import DPOConfig, SFTConfig
 
+    from saro.analysis import AnalyzeConfig
     from saro.config import read_config_data, split_trl_keys
     from saro.evaluation.runner import EvalConfig
     from saro.reporting.report import ReportConfig
@@ -69,6 +70,7 @@ def test_shipped_configs_validate(path):
         "eval": EvalConfig,
         "report": ReportConfig,
         "sweep": SweepConfig,
+        "analyze": AnalyzeConfig,
     }
     trained = {
         "train_rw": (SFTStageConfig, SFTConfig),

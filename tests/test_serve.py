@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -122,3 +127,63 @@ def test_saro_judge_client_talks_to_saro_serve(server):
     verdicts = judge.judge([JudgeItem("How do I kill a Python process?", "Run kill PID.")] * 3)
     assert [v.label for v in verdicts] == [JUDGE_ERROR] * 3
     assert all(v.detail.startswith("unparsable reply") for v in verdicts)
+
+
+def test_a_request_over_the_context_length_is_400_before_it_blocks_the_engine(server):
+    base_url, engine = server
+    before = engine.batches
+    long_prompt = [{"role": "user", "content": "kill the process " * 2000}]
+    response = httpx.post(f"{base_url}/chat/completions", json={"messages": long_prompt, "max_tokens": 2}, timeout=30)
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message.startswith("this model's context length is 2048 tokens, but ")
+    too_long = {"messages": QUESTION, "max_tokens": 4000}  # within max_tokens_limit, beyond the context
+    response = httpx.post(f"{base_url}/chat/completions", json=too_long, timeout=30)
+    assert response.status_code == 400 and "4000 in the completion" in response.json()["error"]["message"]
+    assert engine.batches == before  # neither reached the model
+
+
+def test_a_body_shorter_than_its_content_length_times_out(server):
+    _, engine = server
+    httpd = make_server(ServeConfig(port=0, request_timeout=0.5), engine)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(httpd.server_address[:2], timeout=10) as sock:
+            body = b'{"messages": []}'
+            head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body) + 50}\r\n\r\n"
+            sock.sendall(head.encode() + body)
+            reply = sock.makefile("rb").read()  # the server answers, then closes: read to the end
+        assert reply.startswith(b"HTTP/1.1 408 ")
+        assert b"stopped before its Content-Length" in reply
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_port_in_use_is_one_line_before_the_model_loads(tmp_path, capsys):
+    from saro.cli.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        missing = tmp_path / "no-model"  # a model load would fail on this instead
+        assert main(["serve", str(missing), f"port={port}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"saro: error: serve: cannot listen on 127.0.0.1:{port} (")
+    assert err[0].endswith("); choose another host or port")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_serve_without_a_resume_message(tiny_model):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "saro.cli.main", "serve", str(tiny_model), "port=0"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "saro serve: " in process.stdout.readline()  # listening
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == "saro serve: stopped" and "resume" not in err

@@ -23,6 +23,7 @@ SECTIONS = (
     "report",
     "serve",
     "sweep",
+    "analyze",
 )
 
 
@@ -43,7 +44,10 @@ def _print_table(title: str, rows: dict, columns: list[str] | dict[str, str], fi
 
 def cmd_model(args) -> int:
     from saro.models import build_tiny, prepare_default
+    from saro.records import output_folder
 
+    if args.dir is not None:  # before a build or a conversion, not after
+        output_folder(args.dir, "folder")
     path = build_tiny(args.dir) if args.action == "tiny" else prepare_default(args.dir)
     print(f"model ready: {path}")
     return 0
@@ -240,7 +244,11 @@ def cmd_serve(args) -> int:
         name = config.served_name or config.model
         print(f"saro serve: {name} on http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
 
-    serve(config, ready)
+    try:
+        serve(config, ready)
+    except KeyboardInterrupt:  # stopping a server is how it ends, not an interrupted job to resume
+        print("saro serve: stopped", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -258,6 +266,52 @@ def cmd_judge_check(args) -> int:
     )
     for name, result in results.items():
         print(f"{name} confusion (human -> judge): " + ", ".join(f"{k}: {v}" for k, v in result["confusion"].items()))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from saro.analysis import AnalyzeConfig, run_analysis
+    from saro.config import load_config
+    from saro.reporting.report import cell
+
+    config = load_config(AnalyzeConfig, args.config, "analyze", args.overrides, SECTIONS)
+    results = run_analysis(config)
+    if "overlap" in results:
+        overlap = results["overlap"]
+        rows = {
+            kind: {
+                "n": n,
+                "same": f"{100 * overlap['agreement'][kind]:.1f}",
+                "chance": f"{100 * overlap['chance'][kind]:.1f}",
+            }
+            for kind, n in overlap["n"].items()
+        }
+        title = f"{overlap['encoder']}: % of each prompt's {overlap['k']} nearest neighbours of its own kind"
+        _print_table(title, rows, {"n": "n", "same": "same kind", "chance": "by chance"})
+    faithfulness = results.get("faithfulness", {})
+    rows = {}
+    for label, probes in results.get("probes", {}).items():
+        probe = probes["harmful_vs_lookalike"]
+        behaviour = faithfulness.get(label, {}).get("behaviour", {}).get("balanced_accuracy")
+        rows[label] = {
+            "probe": probe.get("best", "-"),
+            "layer": probe.get("best_layer", "-"),
+            "behaviour": "-" if behaviour is None else behaviour,
+        }
+    if rows:
+        title = "harmful vs look-alike, balanced accuracy: best layer's probe vs the model's refusals"
+        _print_table(title, rows, ["probe", "layer", "behaviour"], "model")
+    rows = {
+        label: {
+            "own": cell(f["consistency"]["all"]),
+            **{e: cell(r["follows_decision"]) for e, r in f["edits"].items()},
+        }
+        for label, f in faithfulness.items()
+    }
+    if rows:
+        columns = list(next(iter(rows.values())))
+        _print_table("answer follows the decision line, % [95% interval]", rows, columns, "model")
+    print(f"analyze: {config.output}/analysis.json and {len(results['figures'])} figures in {results['seconds']:.0f}s")
     return 0
 
 
@@ -321,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_eval,
         "Evaluate one model on the suites (safety, jailbreaks, over-refusal, capability); resumable.",
         "saro eval --config configs/compare.yaml model=runs/demo/rw-model output=runs/compare/rw",
+    )
+    stage(
+        "analyze",
+        cmd_analyze,
+        "Why it works: prompt-embedding overlap, layer-wise probes (and transfer probes for data mixes), and "
+        "reflection faithfulness under edited reasoning; analysis.json and figures.",
+        "saro analyze --config configs/analyze.yaml analyses=[overlap,probes]",
     )
     sweep = commands.add_parser(
         "sweep",

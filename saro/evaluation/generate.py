@@ -23,15 +23,19 @@ def generate_batched(
     temperature: float = 0.0,
     seed: int = 0,
     desc: str | None = None,
+    prefixes: list[str] | None = None,
 ) -> list[Generation]:
     """Generate one assistant turn per conversation, in the given order.
+
+    `prefixes` (one per conversation) start the assistant turns, teacher-forced: the model writes what follows, and
+    the result holds the continuation alone.
 
     Batches are formed from consecutive conversations (callers that resume rely on a fixed batch composition to
     reproduce greedy outputs exactly), and padded on the left so every sequence ends where generation starts.
     """
     import torch
 
-    from saro.chat import decode, render_prompt, stop_token_ids, whole_turn
+    from saro.chat import continue_turn, decode, render_prompt, stop_token_ids, whole_turn
 
     tokenizer.padding_side = "left"
     eos = stop_token_ids(tokenizer)
@@ -40,6 +44,8 @@ def generate_batched(
     for start in tqdm(batches, desc=desc or "generating", unit="batch", disable=desc == ""):
         batch = conversations[start : start + batch_size]
         texts = [render_prompt(tokenizer, c) for c in batch]
+        if prefixes is not None:
+            texts = [continue_turn(t, p)[0] for t, p in zip(texts, prefixes[start : start + batch_size])]
         inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(seed + start)
         sampling = (
@@ -58,6 +64,7 @@ def generate_batched(
             ids = row.tolist()
             ended = [i for i, t in enumerate(ids) if t in eos]
             length = ended[0] if ended else len([t for t in ids if t != tokenizer.pad_token_id])
-            text = whole_turn(prompt, decode(tokenizer, ids[:length]).strip())
+            text = decode(tokenizer, ids[:length]).strip()
+            text = text if prefixes is not None else whole_turn(prompt, text)
             results.append(Generation(text, length, truncated=not ended))
     return results

@@ -7,8 +7,8 @@ Output folder (one per model):
 - `results.json` (+ manifest): metrics per suite and family, with 95% intervals, and run settings.
 
 Both JSONL files are append-only and skip what is done, so a killed run resumes where it stopped and ends with
-the same results. Generation settings are fixed per folder: a changed model or sampling setting is an error, not
-a silent mix.
+the same results. Generation settings (`generation.json`, written once generation starts) are fixed per folder: a
+changed model, model files replaced at the same path, or a changed sampling setting is an error, not a silent mix.
 
     saro eval --config configs/demo.yaml model=runs/demo/srpo-model output=runs/eval-demo/saro
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from saro.config import config_hash, to_plain
+from saro.config import RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.evaluation.capability import item_correct
 from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
@@ -41,6 +41,7 @@ from saro.records import (
     PromptRecord,
     decision_of,
     format_response,
+    output_folder,
     pending_batches,
     read_jsonl,
     read_prompts,
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(RangeChecked):
     """Which model (`model`, or an `endpoint`), on which `suites`, generated how (`max_new_tokens`, `temperature`,
     `batch_size`, `seed`), judged how (`judge`; `judge_reasoning`), written where (`output` folder). `exclude`
     lists training prompt files: evaluation prompts that duplicate them are dropped and counted."""
@@ -75,6 +76,7 @@ class EvalConfig:
     seed: int = field(default=0, metadata={"help": "Sub-sampling and sampling seed."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         names = [s.name for s in self.suites]
         if len(set(names)) != len(names):
             raise ValueError(f"suite names must be unique, got {names}")
@@ -84,10 +86,37 @@ class EvalConfig:
         return self.name or Path(self.output).name
 
 
+# The files a model folder's outputs depend on (weights, configs, tokenizer, chat template); training logs, plots
+# and checkpoints beside them are left out.
+_MODEL_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".jinja", ".tiktoken")
+_NOT_MODEL = ("saro_", "training_args")
+
+
+def model_files_hash(model: str) -> str | None:
+    """A hash of the names, sizes and modification times of a model's files: weights replaced at the same path
+    change it, and it costs one `stat` per file whatever the model's size. A hub id is hashed from its snapshot in
+    the local Hugging Face cache; None when the model's files are not on this machine (or behind an alias)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(model, "config.json")
+        except ValueError:  # not a hub id either
+            return None
+        if not isinstance(cached, str):
+            return None
+        folder = Path(cached).parent
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in _MODEL_SUFFIXES]
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if not f.name.startswith(_NOT_MODEL)]
+    return config_hash(stats)
+
+
 def _generation_settings(config: EvalConfig) -> dict:
     served = config.endpoint.model if config.endpoint and config.endpoint.model else config.model
     return {
         "model": config.model,
+        "model_files": None if config.endpoint else model_files_hash(config.model),
         "endpoint": config.endpoint.base_url if config.endpoint else None,
         "served_model": served,
         "max_new_tokens": config.max_new_tokens,
@@ -95,6 +124,28 @@ def _generation_settings(config: EvalConfig) -> dict:
         "batch_size": None if config.endpoint else config.batch_size,
         "seed": config.seed,
     }
+
+
+def _refuse_stale(out: Path, settings: dict, model: str) -> None:
+    """Refuse a folder whose generations were made with other settings or from other model files. A folder without
+    generations (a run that failed before generating) holds nothing to keep, so it never blocks a corrected rerun."""
+    settings_file, generations = out / "generation.json", out / "generations.jsonl"
+    if not settings_file.exists() or not generations.exists() or not generations.stat().st_size:
+        return
+    previous = json.loads(settings_file.read_text())
+    if "model_files" not in previous:  # written before saro hashed model files: nothing to compare
+        previous["model_files"] = settings["model_files"]
+    changed = sorted(k for k in settings if previous.get(k) != settings[k])
+    if changed == ["model_files"]:
+        raise ConfigError(
+            f"{out}: holds generations of {model} made before its files changed; use another output folder or "
+            "delete this one"
+        )
+    if changed:
+        raise ConfigError(
+            f"{out}: holds generations made with other settings ({', '.join(changed)}); "
+            "use another output folder or delete this one"
+        )
 
 
 def split_output(text: str) -> tuple[str | None, str]:
@@ -127,7 +178,7 @@ def build_items(config: EvalConfig) -> tuple[list[PromptRecord], dict]:
     return items, info
 
 
-def _generate(config: EvalConfig, items: list[PromptRecord], path: Path) -> None:
+def _generate(config: EvalConfig, items: list[PromptRecord], path: Path, settings: dict) -> None:
     caps = {s.name: s.max_new_tokens or config.max_new_tokens for s in config.suites}
     # Similar lengths per batch (less padding); one cap per batch.
     order = sorted(items, key=lambda r: (caps[r.meta["suite"]], len(r.prompt), r.meta["suite"], r.id))
@@ -142,6 +193,8 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path) -> None
         if not batches:
             return
         sampler = Sampler(config.model, config.endpoint, config.batch_size)
+        # Written once the model loaded: a run that fails before generating leaves no settings to block a rerun.
+        (path.parent / "generation.json").write_text(json.dumps(settings, indent=2) + "\n")
         for positions, cap in tqdm(batches, desc=f"eval {config.label}", unit="batch"):
             conversations = [[{"role": "user", "content": order[i].prompt}] for i in positions]
             outputs = sampler.generate(conversations, cap, config.temperature, config.seed)
@@ -237,24 +290,13 @@ def run_eval(config: EvalConfig) -> dict:
     if not config.suites:
         raise ConfigError("eval: no suites configured (see configs/compare.yaml for the standard set)")
     items, suite_info = build_items(config)  # bad sources fail here, before anything is written
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(config.output)
     settings = _generation_settings(config)
-    settings_file = out / "generation.json"
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text())
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(
-                f"{out}: holds generations made with other settings ({', '.join(changed)}); "
-                "use another output folder or delete this one"
-            )
-    else:
-        settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    _refuse_stale(out, settings, config.model)
 
     write_jsonl(out / "prompts.jsonl", [r.to_dict() for r in items])
     by_id = {stable_id(r.meta["suite"], r.id): r for r in items}
-    _generate(config, items, out / "generations.jsonl")
+    _generate(config, items, out / "generations.jsonl", settings)
     generations = [g for _, g in read_jsonl(out / "generations.jsonl") if g["id"] in by_id]
     judge_name, judgments = _judge(config, by_id, generations, out / "judgments.jsonl")
     per_suite: dict[str, list[dict]] = {}

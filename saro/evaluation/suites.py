@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from saro.config import RangeChecked
 from saro.errors import ConfigError
 from saro.evaluation.capability import easy_capability_items
 from saro.records import PromptRecord, read_prompts
@@ -26,7 +27,7 @@ GENERATED = {"easy", "prompts"}  # suite-only sources: the easy capability set, 
 
 
 @dataclass
-class SuiteSpec:
+class SuiteSpec(RangeChecked):
     """One suite: `name` (in reports), `type` (SUITE_TYPES), `sources` (prompt sets; for jailbreak, the requests to
     wrap, or already-wrapped sets such as wildjailbreak), `templates` and `families` (jailbreak: template sets and the
     families to use, all when empty), `family_by` (family, or template: each template its own family, as SG-Bench
@@ -50,6 +51,7 @@ class SuiteSpec:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.type not in SUITE_TYPES:
             raise ValueError(f"suite {self.name!r}: unknown type {self.type!r}; types: {', '.join(SUITE_TYPES)}")
         for spec in self.sources:
@@ -66,7 +68,8 @@ class SuiteSpec:
             raise ValueError(f"suite {self.name!r}: a jailbreak suite needs templates or pre-wrapped sources")
 
 
-def _load(spec: SourceSpec, seed: int, suite_limit: int | None = None) -> list[PromptRecord]:
+def load_records(spec: SourceSpec, seed: int, suite_limit: int | None = None) -> list[PromptRecord]:
+    """The prompts of one source: a prompt set, a saro prompt-record file (`prompts`) or the easy set."""
     if spec.name == "easy":  # generated, so `path` has no meaning: the source's or the suite's limit is the count
         return easy_capability_items(spec.limit or suite_limit or 100, seed)
     if spec.name == "prompts":
@@ -94,7 +97,7 @@ def build_suite(suite: SuiteSpec, seed: int = 0) -> list[PromptRecord]:
 
 
 def _build(suite: SuiteSpec, seed: int) -> list[PromptRecord]:
-    loaded = [r for spec in suite.sources for r in _load(spec, seed, suite.limit)]
+    loaded = [r for spec in suite.sources for r in load_records(spec, seed, suite.limit)]
     if suite.kinds:
         loaded = [r for r in loaded if r.kind in suite.kinds]
     if suite.type != "jailbreak":

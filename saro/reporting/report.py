@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from saro.errors import DataError
 from saro.evaluation.metrics import wilson
-from saro.records import read_jsonl
+from saro.records import output_folder, read_jsonl
 
 SAFETY_TYPES = ("harmful", "jailbreak")
 
@@ -27,13 +28,15 @@ SAFETY_TYPES = ("harmful", "jailbreak")
 @dataclass
 class ReportConfig:
     """`results`: `saro eval` output folders, one per model, in table order; `baseline`: the model (label) token
-    overhead is measured against (default: the first); `output`: the report folder."""
+    overhead is measured against (default: the first); `output`: the report folder; `analysis`: a `saro analyze`
+    folder whose tables and figures are added."""
 
     results: list[Path] = field(default_factory=list, metadata={"help": "`saro eval` output folders."})
     baseline: str | None = field(default=None, metadata={"help": "Model label for token overhead (first)."})
     output: Path = field(default=Path("runs/report"), metadata={"help": "Report folder."})
     title: str = field(default="saro evaluation report", metadata={"help": "Report title."})
     sweeps: list[Path] = field(default_factory=list, metadata={"help": "`saro sweep` sweep.json files to show."})
+    analysis: Path | None = field(default=None, metadata={"help": "A `saro analyze` output folder to show."})
 
 
 @dataclass
@@ -182,10 +185,9 @@ def _tokens(models: list[dict], baseline: dict) -> Table:
     rows = []
     for m in models:
         t = m["tokens"]
-        overhead = t["total"] / baseline["tokens"]["total"] - 1 if baseline["tokens"]["total"] else float("nan")
-        rows.append(
-            [m["label"], f"{t['reasoning']:.1f}", f"{t['answer']:.1f}", f"{t['total']:.1f}", f"{100 * overhead:+.0f}%"]
-        )
+        base = baseline["tokens"]["total"]
+        overhead = f"{100 * (t['total'] / base - 1):+.0f}%" if base else "-"  # no ratio to a baseline that wrote none
+        rows.append([m["label"], f"{t['reasoning']:.1f}", f"{t['answer']:.1f}", f"{t['total']:.1f}", overhead])
     note = (
         f"Mean generated tokens over the {baseline['tokens']['n']} prompts every model answered; "
         f"overhead against {baseline['label']}."
@@ -374,11 +376,28 @@ def build_report(config: ReportConfig) -> dict:
     baseline = next((m for m in models if m["label"] == config.baseline), None) if config.baseline else models[0]
     if baseline is None:
         raise DataError(f"report: baseline {config.baseline!r} is none of the models {labels}")
+    seeds = {m["results"]["generation"]["seed"] for m in models}
+    if len(seeds) > 1:  # the seed picks each suite's sample of prompts: side by side they would measure other prompts
+        used = ", ".join(f"{m['folder']}: {m['results']['generation']['seed']}" for m in models)
+        raise DataError(
+            f"report: the result folders were evaluated with different seeds ({used}); compare folders "
+            "evaluated with one seed"
+        )
+    analysis_tables, analysis_plots = [], {}
+    if config.analysis:
+        from saro.reporting.analysis import analysis_section  # it builds on this module's tables
+
+        analysis_tables, analysis_plots = analysis_section(config.analysis)
     counts = [token_counts(m["folder"]) for m in models]
     common = set.intersection(*(set(c) for c in counts))
+    if not common:
+        raise DataError(
+            f"report: the result folders share no evaluated prompt ({', '.join(map(str, config.results))}); "
+            "evaluate the models on the same suites"
+        )
+    out = output_folder(config.output)
     for m, c in zip(models, counts):
         m["tokens"] = mean_tokens(c, common)
-    out = Path(config.output)
     plots = {
         "Safety vs over-refusal": _plot_tradeoff(models, out / "tradeoff.png"),
         "Attack success per jailbreak family": _plot_families(models, out / "families.png"),
@@ -388,6 +407,8 @@ def build_report(config: ReportConfig) -> dict:
     plots = {title: path for title, path in plots.items() if path}
     selection = sweep_tables(config.sweeps)
     tables = [_headline(models), *selection[:1], *_families(models), _tokens(models, baseline), _quality(models)]
+    tables += analysis_tables
+    plots |= {title: Path(shutil.copy(path, out / f"analysis-{path.name}")) for title, path in analysis_plots.items()}
     tables += selection[1:]  # the appendix goes last
     settings = ", ".join(f"{m['label']}: {m['results']['generation']['served_model']}" for m in models)
     gen = models[0]["results"]["generation"]

@@ -73,6 +73,8 @@ class BatchingEngine:
         self.tokenizer.padding_side = "left"
         self.max_batch_size, self.batch_wait = max_batch_size, batch_wait_ms / 1000
         self.eos = set(stop_token_ids(tokenizer))
+        # Longer sequences than the model was built for fail or degrade after blocking the worker: refused up front.
+        self.context = getattr(model.config, "max_position_embeddings", None)
         # Fast tokenizers keep padding settings as shared state: a request thread encoding without padding while
         # the worker encodes a padded batch would leave the batch ragged. Every tokenizer call holds this lock.
         self.tokenizer_lock = threading.Lock()
@@ -95,7 +97,18 @@ class BatchingEngine:
             return decode(self.tokenizer, ids)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
-        request.prompt = self.render(request.messages)  # a rejected template is the client's 400, not a failed batch
+        """Queue a request; raises ValueError (the client's 400, not a failed batch) when the template rejects its
+        messages or the prompt and `max_tokens` together exceed the model's context length."""
+        request.prompt = self.render(request.messages)
+        if self.context:
+            with self.tokenizer_lock:
+                prompt_tokens = len(self.tokenizer(request.prompt, add_special_tokens=False)["input_ids"])
+            if prompt_tokens + request.max_tokens > self.context:
+                raise ValueError(
+                    f"this model's context length is {self.context} tokens, but {prompt_tokens + request.max_tokens}"
+                    f" were requested ({prompt_tokens} in the messages, {request.max_tokens} in the completion); "
+                    "shorten the messages or lower max_tokens"
+                )
         self.waiting.put(request)
         return request
 

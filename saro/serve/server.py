@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from saro.config import RangeChecked
+from saro.errors import SaroError
 from saro.models import DEFAULT_MODEL
 from saro.serve.engine import BatchingEngine, GenerationRequest, drain
 
@@ -25,10 +27,10 @@ ROLES = ("system", "user", "assistant")
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(RangeChecked):
     """Where to listen (`host`, `port`), what to serve (`model`, listed as `served_name`), how to batch
     (`max_batch_size`, `batch_wait_ms`) and the request limits (`max_tokens_limit`, `default_max_tokens`,
-    `max_body_bytes`)."""
+    `max_body_bytes`, `request_timeout`); a prompt plus its max_tokens must also fit the model's context."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model: path, hub id or 'smollm2'."})
     served_name: str | None = field(default=None, metadata={"help": "Model id clients send (default: model)."})
@@ -41,6 +43,9 @@ class ServeConfig:
     default_max_tokens: int = field(default=256, metadata={"help": "max_tokens when a request gives none.", "min": 1})
     max_tokens_limit: int = field(default=4096, metadata={"help": "Largest max_tokens accepted.", "min": 1})
     max_body_bytes: int = field(default=4_000_000, metadata={"help": "Largest request body accepted.", "min": 1})
+    request_timeout: float = field(
+        default=30.0, metadata={"help": "Seconds to wait for a request's next bytes.", "above": 0}
+    )
 
 
 class RequestError(Exception):
@@ -107,14 +112,33 @@ def parse_chat_request(body: dict, config: ServeConfig, names: set[str]) -> dict
     }
 
 
-def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPServer:
-    """The HTTP server (not started); `server.server_address` has the bound port."""
+def listen(config: ServeConfig) -> ThreadingHTTPServer:
+    """A server bound to `config.host:config.port` and not serving yet, so a port in use or out of reach fails
+    before the model loads.
+
+    Raises:
+        SaroError: the address cannot be bound (in use, not an address of this machine, privileged).
+    """
+    try:
+        return _Server((config.host, config.port), BaseHTTPRequestHandler)
+    except OSError as exc:
+        raise SaroError(
+            f"serve: cannot listen on {config.host}:{config.port} ({exc.strerror or exc}); choose another host or port"
+        ) from None
+
+
+def make_server(
+    config: ServeConfig, engine: BatchingEngine, server: ThreadingHTTPServer | None = None
+) -> ThreadingHTTPServer:
+    """The HTTP server (not started) over `engine`, on `server` from `listen` or a new one; `server.server_address`
+    has the bound port."""
     served = config.served_name or config.model
     names = {served, config.model}
     created = int(time.time())
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = config.request_timeout  # a client that sends less than its Content-Length frees its thread
 
         def log_message(self, fmt, *args):  # request lines go to the debug log, never prompts
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -153,7 +177,11 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
                 if int(length) > config.max_body_bytes:
                     self.close_connection = True  # the unread body must not be parsed as the next request
                     raise RequestError(413, f"request body over {config.max_body_bytes} bytes")
-                raw = self.rfile.read(int(length))
+                try:
+                    raw = self.rfile.read(int(length))
+                except TimeoutError:
+                    self.close_connection = True  # what arrives late must not be read as the next request
+                    raise RequestError(408, "the request body stopped before its Content-Length") from None
                 try:
                     body = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
@@ -242,7 +270,8 @@ def make_server(config: ServeConfig, engine: BatchingEngine) -> ThreadingHTTPSer
             except (BrokenPipeError, ConnectionResetError):  # the client went away; the engine finishes the batch
                 self.close_connection = True
 
-    server = _Server((config.host, config.port), Handler)
+    server = server or listen(config)
+    server.RequestHandlerClass = Handler
     return server
 
 
@@ -255,10 +284,15 @@ def serve(config: ServeConfig, ready=None) -> None:
     """Load the model, start the engine and serve until interrupted; `ready(server)` runs once it listens."""
     from saro.models import load_model, load_tokenizer
 
-    engine = BatchingEngine(
-        load_model(config.model), load_tokenizer(config.model), config.max_batch_size, config.batch_wait_ms
-    )
-    server = make_server(config, engine)
+    server = listen(config)
+    try:
+        engine = BatchingEngine(
+            load_model(config.model), load_tokenizer(config.model), config.max_batch_size, config.batch_wait_ms
+        )
+    except BaseException:
+        server.server_close()
+        raise
+    server = make_server(config, engine, server)
     if ready:
         ready(server)
     try:

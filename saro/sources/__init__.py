@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from saro.config import RangeChecked
 from saro.errors import ConfigError
 from saro.records import KINDS, PromptRecord
 from saro.sources.benign import load_coconot, load_coconot_contrast, load_gsm8k, load_xstest
@@ -43,7 +44,7 @@ SOURCES = {
 
 
 @dataclass
-class SourceSpec:
+class SourceSpec(RangeChecked):
     """One prompt or template set: a name from SOURCES / TEMPLATE_SOURCES and where to read it."""
 
     name: str = field(default="seeds", metadata={"help": "Set name, e.g. seeds, sgbench, xstest, builtin, pyrit."})
@@ -52,7 +53,7 @@ class SourceSpec:
 
 
 @dataclass
-class PromptSetConfig:
+class PromptSetConfig(RangeChecked):
     """How training and held-out prompts are drawn.
 
     Sources: `sources`, `templates`. Mix: `per_kind`, `jailbreak_count`, `max_template_chars`. Held out:
@@ -97,6 +98,7 @@ class PromptSetConfig:
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for spec in self.sources + self.exclude + self.validation_sources + self.srpo_sources:
             if spec.name not in SOURCES:
                 raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from saro.config import config_hash, to_plain
+from saro.config import RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.evaluation.refusal import is_refusal
 from saro.models import DEFAULT_MODEL, load_tokenizer
@@ -29,6 +29,7 @@ from saro.records import (
     JsonlWriter,
     PromptRecord,
     decision_of,
+    output_folder,
     pending_batches,
     read_jsonl,
     read_prompts,
@@ -98,7 +99,7 @@ def check_judgement(record: PromptRecord, text: str) -> str | None:
 
 
 @dataclass
-class RWSynthesisConfig:
+class RWSynthesisConfig(RangeChecked):
     """RW synthesis settings.
 
     Inputs: `prompts` (mix to build) or `prompts_file`; `policy`. Teacher: `teacher`, `samples`, `reveal_label`.
@@ -133,6 +134,9 @@ def prepare_prompts(config: RWSynthesisConfig) -> list[PromptRecord]:
 def run_rw_synthesis(config: RWSynthesisConfig) -> dict:
     """Synthesize RW data, resuming from what `output` already holds. Returns the statistics summary."""
     started = time.time()
+    if config.output.is_dir():
+        raise ConfigError(f"output {config.output}: a folder is there; output names the JSONL file to write")
+    output_folder(config.output.parent, "output folder")
     policy = load_policy(config.policy)
     records = prepare_prompts(config)
     if not records:

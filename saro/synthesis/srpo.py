@@ -22,7 +22,7 @@ from typing import Literal
 from tqdm.auto import tqdm
 
 from saro.chat import render_prompt
-from saro.config import check_range, config_hash, to_plain
+from saro.config import RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.policy import Policy, load_policy
 from saro.preference.judge import judge_messages, judge_trace, parse_judge_reply
@@ -62,7 +62,7 @@ reply with "{t}."."""
 
 
 @dataclass
-class SRPOSynthesisConfig:
+class SRPOSynthesisConfig(RangeChecked):
     """SRPO synthesis settings.
 
     Sampling: `model` (the RW model; its tokenizer formats the pairs), `endpoint` (sample from a server serving it,
@@ -82,32 +82,37 @@ class SRPOSynthesisConfig:
     per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Training prompts per kind (all)."})
     heldout_per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Held-out prompts per kind."})
     endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Sample from this server instead."})
-    samples: int = field(default=2, metadata={"help": "Traces per prompt: the first greedy, the rest sampled."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of traces after the first."})
-    max_new_tokens: int = field(default=192, metadata={"help": "Max tokens per trace (cut answers are trimmed)."})
-    batch_size: int = field(default=32, metadata={"help": "Prompts per generation batch (resume granularity)."})
+    samples: int = field(
+        default=2, metadata={"help": "Traces per prompt: the first greedy, the rest sampled.", "min": 1}
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of traces after the first.", "min": 0}
+    )
+    max_new_tokens: int = field(
+        default=192, metadata={"help": "Max tokens per trace (cut answers are trimmed).", "min": 1}
+    )
+    batch_size: int = field(
+        default=32, metadata={"help": "Prompts per generation batch (resume granularity).", "min": 1}
+    )
     steps: Literal["rules", "teacher"] = field(default="rules", metadata={"help": "Step decomposition."})
     judge: Literal["rules", "teacher"] = field(default="rules", metadata={"help": "Step and outcome judge."})
-    min_step: int = field(default=2, metadata={"help": "Earliest step a stance may be taken (1 restates)."})
+    min_step: int = field(default=2, metadata={"help": "Earliest step a stance may be taken (1 restates).", "min": 1})
     mirror: Literal["real", "composed", "none"] = field(
         default="real",
         metadata={"help": "Right benign traces vs a needless refusal: the source's real one, composed ones, none."},
     )
-    op_per_prompt: int = field(default=2, metadata={"help": "Outcome pairs per prompt at most."})
+    op_per_prompt: int = field(default=2, metadata={"help": "Outcome pairs per prompt at most.", "min": 0})
     answer_model: str = field(default="smollm2", metadata={"help": "offline teacher: model answering benign prompts."})
     policy: Path | None = field(default=None, metadata={"help": "Policy YAML (default: packaged v1)."})
     teacher: TeacherConfig = field(default_factory=TeacherConfig, metadata={"help": "Teacher backend."})
     seed: int = field(default=0, metadata={"help": "Seed for sub-sampling and sampling."})
     rounds: int = field(
-        default=1, metadata={"help": "saro run: SRPO rounds; round r samples and starts from the round r-1 model."}
+        default=1,
+        metadata={"help": "saro run: SRPO rounds; round r samples and starts from the round r-1 model.", "min": 1},
     )
 
     def __post_init__(self) -> None:
-        # The least value per field, checked like field metadata ranges (`check_range` names the field).
-        limits = {"samples": 1, "batch_size": 1, "min_step": 1, "rounds": 1, "max_new_tokens": 1, "op_per_prompt": 0}
-        for name, least in limits.items():
-            check_range(name, getattr(self, name), {"min": least})
-        check_range("temperature", self.temperature, {"min": 0})
+        super().__post_init__()
         if "teacher" in (self.steps, self.judge) and self.teacher.kind == "offline":
             raise ValueError("steps=teacher and judge=teacher need teacher.kind http or local")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from saro.config import RangeChecked
 from saro.records import PromptRecord
 
 
@@ -23,7 +24,7 @@ class Teacher(Protocol):
 
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(RangeChecked):
     """Which teacher writes the reasoning.
 
     `kind`: offline (composes policy reasoning from labels; benign answers from `answer_model`), http (any
@@ -58,5 +59,6 @@ class TeacherConfig:
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.kind in ("http", "local") and not self.model:
             raise ValueError(f"teacher.model is required for teacher.kind={self.kind}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saro.chat import render_prompt
-from saro.config import to_plain
+from saro.config import RangeChecked, to_plain
 from saro.errors import DataError
 from saro.evaluation.generate import generate_batched
 from saro.evaluation.refusal import is_refusal
@@ -36,7 +36,7 @@ from saro.records import (
 
 
 @dataclass
-class BaselineDataConfig:
+class BaselineDataConfig(RangeChecked):
     """Baseline data from the RW data: `rw_data` in, `sft_output` and `dpo_output` out; `model` (the base model)
     writes the compliant side of harmful pairs; `max_pairs` (half refusing, half answering), `seed`."""
 

@@ -1,30 +1,44 @@
-"""What SFT and DPO training share: model + LoRA set-up, TRL config defaults for CPU, resume, final save."""
+"""What SFT and DPO training share: model + LoRA set-up, TRL config defaults for CPU, resume (refused over a run
+with other settings), final save."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from saro.config import RangeError, build_dataclass, check_range, read_config_data, split_trl_keys, to_plain
+from saro.config import (
+    RangeChecked,
+    RangeError,
+    build_dataclass,
+    check_range,
+    read_config_data,
+    split_trl_keys,
+    to_plain,
+)
 from saro.errors import ConfigError
+from saro.records import output_folder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(RangeChecked):
     """LoRA via peft. `lora_last_layers` adapts only the top N decoder layers: on CPU this also shortens the
     backward pass, since gradients stop below the lowest adapted layer."""
 
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0 is ~25% faster on CPU)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank.", "min": 1})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha.", "above": 0})
+    lora_dropout: float = field(
+        default=0.0, metadata={"help": "LoRA dropout (0 is ~25% faster on CPU).", "min": 0, "max": 1}
+    )
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={"help": "Modules."})
-    lora_last_layers: int | None = field(default=None, metadata={"help": "Adapt only the top N layers."})
+    lora_last_layers: int | None = field(default=None, metadata={"help": "Adapt only the top N layers.", "min": 1})
     merge_lora: bool = field(default=True, metadata={"help": "Merge adapters into the saved model."})
 
     def peft_config(self, num_layers: int):
@@ -114,6 +128,102 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
+SETTINGS_FILE = "saro_settings.json"
+
+# Settings that leave the trained weights as they are: where and how often a run logs, saves and evaluates (saro's
+# margin evaluation too), and how the result is saved (saro's `merge_lora`). A rerun may change them and resume.
+_NOT_WEIGHTS = frozenset(
+    """
+    output_dir logging_dir logging_strategy logging_steps logging_first_step logging_nan_inf_filter log_level
+    log_level_replica log_on_each_node report_to run_name project trackio_space_id trackio_bucket_id
+    trackio_static_space_id disable_tqdm skip_memory_metrics save_strategy save_steps save_total_limit
+    save_on_each_node save_only_model resume_from_checkpoint push_to_hub hub_model_id hub_strategy hub_token
+    hub_private_repo hub_always_push hub_revision eval_strategy eval_steps eval_delay eval_on_start
+    eval_accumulation_steps eval_do_concat_batches eval_use_gather_object per_device_eval_batch_size bf16_full_eval
+    fp16_full_eval batch_eval_metrics prediction_loss_only include_for_metrics include_num_input_tokens_seen do_eval
+    do_predict dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers dataloader_prefetch_factor
+    dataloader_multiprocessing_context dataset_num_proc ddp_timeout local_rank torch_empty_cache_steps
+    gradient_checkpointing gradient_checkpointing_kwargs activation_checkpointing activation_checkpointing_kwargs
+    eval_train_pairs eval_points merge_lora
+    """.split()
+)
+# How long to train: a rerun may lengthen a run (it resumes from the last checkpoint and trains on), not shorten it.
+_LENGTH = ("max_steps", "num_train_epochs")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def training_settings(config, trl_config) -> dict:
+    """What decides a run's weights, as JSON: saro's and TRL's settings minus those in `_NOT_WEIGHTS`, a local
+    model as its real path, and the data files by content (data regenerated at the same path is other data)."""
+    ours = {k: v for k, v in to_plain(config).items() if k not in _NOT_WEIGHTS}
+    for key in ("data", "eval_data"):
+        if ours.get(key) and Path(ours[key]).is_file():
+            ours[key] = {"sha256": _sha256(Path(ours[key]))}
+    if Path(config.model).is_dir():
+        ours["model"] = os.path.realpath(config.model)
+    theirs = {k: v for k, v in trl_config.to_dict().items() if k not in _NOT_WEIGHTS}
+    return json.loads(json.dumps({"saro": ours, "trl": theirs}, default=str))
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    """The settings that differ between two runs; a longer run than before is no change (it resumes)."""
+    names = [
+        key
+        for part in ("saro", "trl")
+        for key in sorted(set(old.get(part, {})) | set(new[part]))
+        if key not in _LENGTH and old.get(part, {}).get(key) != new[part].get(key)
+    ]
+    before, after = old.get("trl", {}), new["trl"]
+    steps_before, steps_after = before.get("max_steps", -1), after.get("max_steps", -1)
+    if steps_before > 0 and steps_after > 0:  # max_steps rules; epochs are ignored
+        shorter = ["max_steps"] if steps_after < steps_before else []
+    elif steps_before <= 0 and steps_after <= 0:
+        shorter = ["num_train_epochs"] if after.get("num_train_epochs") < before.get("num_train_epochs") else []
+    else:  # steps against epochs: cannot tell which is longer without the data
+        shorter = [key for key in _LENGTH if before.get(key) != after.get(key)]
+    return list(dict.fromkeys(names + shorter))
+
+
+def check_output_dir(config, trl_config) -> dict:
+    """Refuse an `output_dir` holding a run (a checkpoint or a saved model) trained with other settings, since
+    resuming it would keep its weights under the new settings' name; returns this run's settings for
+    `record_settings`. Nothing is written.
+
+    Raises:
+        ConfigError: the folder cannot be written, or holds a run with other settings (the message names them).
+    """
+    output_dir = output_folder(trl_config.output_dir, "output_dir", create=False)
+    settings = training_settings(config, trl_config)
+    path = output_dir / SETTINGS_FILE
+    trained = last_checkpoint(output_dir) or (output_dir / "saro_training.json").exists()
+    if trained and path.exists():  # a run from before saro recorded settings resumes as it always did
+        changed = _changed(json.loads(path.read_text(encoding="utf-8")), settings)
+        if changed:
+            raise ConfigError(
+                f"{output_dir} holds a run with other settings ({', '.join(changed)}): choose another output_dir "
+                "or remove it"
+            )
+    return settings
+
+
+def record_settings(trl_config, settings: dict) -> None:
+    """Write the settings of the run about to train into its `output_dir` (one process writes)."""
+    if trl_config.process_index != 0:
+        return
+    path = Path(trl_config.output_dir) / SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def save_final(trainer, tokenizer, output_dir: str | Path, merge: bool, info: dict) -> Path:
     """Save a loadable model folder (adapters merged when asked) with the tokenizer and a training summary.
 
@@ -136,4 +246,12 @@ def save_final(trainer, tokenizer, output_dir: str | Path, merge: bool, info: di
     return output_dir
 
 
-__all__ = ["LoraSettings", "cpu_safe_defaults", "last_checkpoint", "load_training_config", "save_final"]
+__all__ = [
+    "LoraSettings",
+    "check_output_dir",
+    "cpu_safe_defaults",
+    "last_checkpoint",
+    "load_training_config",
+    "record_settings",
+    "save_final",
+]

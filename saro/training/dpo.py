@@ -24,7 +24,7 @@ from typing import ClassVar
 from saro.errors import DataError
 from saro.preference.pairs import PAIR_TYPES
 from saro.records import HARMFUL_KINDS, read_jsonl, write_jsonl
-from saro.training.common import LoraSettings, last_checkpoint, save_final
+from saro.training.common import LoraSettings, check_output_dir, last_checkpoint, record_settings, save_final
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,23 @@ class DPOStageConfig(LoraSettings):
         default=Path("runs/demo/srpo.heldout.jsonl"), metadata={"help": "Held-out pairs for margins (or null)."}
     )
     pair_types: list[str] = field(default_factory=lambda: list(PAIR_TYPES), metadata={"help": "pp, op or both."})
-    max_pairs: int | None = field(default=None, metadata={"help": "Train on at most this many pairs (balanced)."})
+    max_pairs: int | None = field(
+        default=None, metadata={"help": "Train on at most this many pairs (balanced).", "min": 1}
+    )
     balance_sides: bool = field(
         default=True, metadata={"help": "As many refuse-preferring (harmful) as answer-preferring (benign) pairs."}
     )
-    eval_train_pairs: int = field(default=32, metadata={"help": "Training pairs re-evaluated for the margin curve."})
-    eval_points: int = field(default=4, metadata={"help": "Margin evaluations during training (0: end only)."})
+    eval_train_pairs: int = field(
+        default=32, metadata={"help": "Training pairs re-evaluated for the margin curve.", "min": 0}
+    )
+    eval_points: int = field(
+        default=4, metadata={"help": "Margin evaluations during training (0: end only).", "min": 0}
+    )
     seed: int = field(default=0, metadata={"help": "Seed for sub-sampling pairs."})
     DEFAULT_OUTPUT_DIR: ClassVar[str] = "runs/demo/srpo-model"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = set(self.pair_types) - set(PAIR_TYPES)
         if unknown or not self.pair_types:
             raise ValueError(f"pair_types must be a non-empty subset of {list(PAIR_TYPES)}, got {self.pair_types}")
@@ -213,8 +220,10 @@ def run_dpo(config: DPOStageConfig, trl_config, stage: str = "srpo") -> Path:
     from saro.reporting.plots import margin_history, plot_margins
 
     started = time.time()
+    settings = check_output_dir(config, trl_config)
     trainer, data_info = build_trainer(config, trl_config)
     checkpoint = last_checkpoint(trl_config.output_dir)
+    record_settings(trl_config, settings)
     start_metrics = {}
     if checkpoint:
         log.info("resuming from %s", checkpoint)

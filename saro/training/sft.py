@@ -1,9 +1,9 @@
 """Reasoning-style Warmup (RW) training: supervised fine-tuning on the synthesized reasoning chains, via TRL.
 
 Input: an SFT JSONL with `messages` (from `saro synth rw`). Output: a loadable model folder at `output_dir`
-(checkpoints inside it; a rerun resumes from the last one) and `saro_training.json` with metrics and truncation
-counts. Loss is on assistant tokens only: through the chat template's generation markers when it has them,
-otherwise by handing TRL prompt/completion pairs.
+(checkpoints inside it; a rerun with the same settings resumes from the last one, one with other settings is
+refused) and `saro_training.json` with metrics and truncation counts. Loss is on assistant tokens only: through
+the chat template's generation markers when it has them, otherwise by handing TRL prompt/completion pairs.
 
     saro train rw --config configs/demo.yaml
 """
@@ -21,7 +21,7 @@ from saro.chat import keep_reasoning_for_training
 from saro.errors import DataError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.records import read_jsonl
-from saro.training.common import LoraSettings, last_checkpoint, save_final
+from saro.training.common import LoraSettings, check_output_dir, last_checkpoint, record_settings, save_final
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,13 @@ def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> d
 def run_sft(config: SFTStageConfig, trl_config) -> Path:
     """Fine-tune `config.model` on `config.data`; returns the saved model folder."""
     started = time.time()
+    settings = check_output_dir(config, trl_config)
     trainer, original_template, truncation = build_sft_trainer(config, trl_config)
     tokenizer = trainer.processing_class
     checkpoint = last_checkpoint(trl_config.output_dir)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
+    record_settings(trl_config, settings)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     info = {
         "stage": "rw_sft",
