@@ -13,7 +13,7 @@ import json
 import platform
 import time
 
-from saro.evaluation.generate import generate_batched
+from saro.generation import generate_batched
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.sources import SourceSpec, load_source
 

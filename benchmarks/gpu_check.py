@@ -145,7 +145,7 @@ def main() -> int:
         return 2
     install_wheels(args.wheels)
     sys.path.insert(0, str(ROOT))
-    from saro.evaluation.generate import generate_batched
+    from saro.generation import generate_batched
     from saro.models import build_tiny, load_model, load_tokenizer
 
     work = args.out.resolve()

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from saro.config import RangeChecked
-from saro.evaluation.generate import Generation, generate_batched
+from saro.generation import Generation, generate_batched
 
 
 @dataclass

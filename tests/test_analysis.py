@@ -108,7 +108,7 @@ def test_prefixed_generation_is_the_greedy_continuation_of_prompt_plus_prefix(ti
     import torch
 
     from saro.chat import render_prompt
-    from saro.evaluation.generate import generate_batched
+    from saro.generation import generate_batched
     from saro.models import load_model, load_tokenizer
 
     model, tokenizer = load_model(tiny_model), load_tokenizer(tiny_model)

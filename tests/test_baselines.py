@@ -5,9 +5,9 @@ import json
 from conftest import RW_ANSWER, RW_REFUSAL
 
 from saro.cli.main import main
-from saro.evaluation.refusal import is_refusal
 from saro.records import THINK_OPEN, split_response
-from saro.training.baselines import BaselineDataConfig, build_baseline_data
+from saro.refusal import is_refusal
+from saro.synthesis.baselines import BaselineDataConfig, build_baseline_data
 
 
 def _rw_file(path, harmful: int, benign: int):

@@ -11,7 +11,7 @@ from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from saro.chat import keep_reasoning_for_training, render_conversation, render_prompt, template_traits
-from saro.evaluation.generate import generate_batched
+from saro.generation import generate_batched
 from saro.policy import load_policy
 from saro.preference.judge import judge_trace
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs

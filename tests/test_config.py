@@ -60,8 +60,8 @@ def test_shipped_configs_validate(path):
     from saro.reporting.report import ReportConfig
     from saro.sweep import SweepConfig, check_setting
     from saro.synthesis import RWSynthesisConfig, SRPOSynthesisConfig
+    from saro.synthesis.baselines import BaselineDataConfig
     from saro.training import DPOStageConfig, SFTStageConfig
-    from saro.training.baselines import BaselineDataConfig
 
     plain = {
         "synth_rw": RWSynthesisConfig,

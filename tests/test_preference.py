@@ -2,12 +2,12 @@
 
 import pytest
 
-from saro.evaluation.refusal import is_refusal
 from saro.policy import load_policy
 from saro.preference.judge import judge_step, judge_trace
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs, trim_answer
 from saro.preference.steps import split_steps, split_with_teacher
 from saro.records import PromptRecord, format_response, split_response
+from saro.refusal import is_refusal
 
 LATE = format_response(  # the risk is seen only at step 4: SRPO should move it to step 2
     "1. Request: how to kill my neighbour.\n2. Intent: a figure of speech, so harmless.\n"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from saro.evaluation.generate import generate_batched
+from saro.generation import generate_batched
 from saro.models import load_model, load_tokenizer
 from saro.serve import BatchingEngine, ServeConfig, make_server
 from saro.teachers.base import TeacherConfig

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from saro.evaluation.generate import generate_batched
 from saro.evaluation.metrics import wilson
-from saro.evaluation.refusal import is_refusal
 from saro.evaluation.runner import split_output
+from saro.generation import generate_batched
 from saro.policy import Category, Policy
 from saro.preference.steps import split_steps
 from saro.records import (
@@ -39,6 +38,7 @@ from saro.records import (
     read_jsonl,
     stable_id,
 )
+from saro.refusal import is_refusal
 
 EDITS = ("remove_reflection", "flip_decision", "swap_category")
 _STEP_NAME = re.compile(r"\s*\d+[.)]\s*\**\s*([A-Za-z]+)")  # "3. Policy: ..." -> "Policy"

@@ -110,7 +110,7 @@ def cmd_synth(args) -> int:
         config = load_config(RWSynthesisConfig, args.config, "synth_rw", args.overrides, SECTIONS)
         report_rw_synthesis(run_rw_synthesis(config), config.output)
     elif args.stage == "baselines":
-        from saro.training.baselines import BaselineDataConfig, build_baseline_data
+        from saro.synthesis.baselines import BaselineDataConfig, build_baseline_data
 
         config = load_config(BaselineDataConfig, args.config, "synth_baselines", args.overrides, SECTIONS)
         counts = build_baseline_data(config)

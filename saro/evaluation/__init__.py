@@ -1,7 +1,7 @@
-"""Evaluation: batched generation, refusal detection and refusal rates per prompt kind."""
+"""Evaluation: suites, judges and metrics; generation and refusal detection (lower layers, re-exported here)."""
 
-from saro.evaluation.generate import Generation, generate_batched
-from saro.evaluation.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, classify_refusal, is_refusal
+from saro.generation import Generation, generate_batched
+from saro.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, classify_refusal, is_refusal
 
 __all__ = [
     "FULL_COMPLIANCE",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saro.errors import DataError
-from saro.evaluation.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, classify_refusal
+from saro.refusal import FULL_COMPLIANCE, FULL_REFUSAL, PARTIAL_REFUSAL, classify_refusal
 
 SHARED = Path("../shared/data")
 _XSTEST_LABELS = {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from saro.errors import ConfigError, TeacherError
-from saro.evaluation.refusal import FULL_COMPLIANCE, classify_refusal
+from saro.refusal import FULL_COMPLIANCE, classify_refusal
 
 SAFE, UNSAFE, JUDGE_ERROR = "safe", "unsafe", "judge_error"
 

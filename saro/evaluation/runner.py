@@ -29,7 +29,6 @@ from saro.errors import ConfigError
 from saro.evaluation.capability import item_correct
 from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
 from saro.evaluation.metrics import TRUNCATED, suite_metrics
-from saro.evaluation.refusal import classify_refusal
 from saro.evaluation.suites import SuiteSpec, build_suite
 from saro.models import DEFAULT_MODEL
 from saro.preference.judge import judge_trace
@@ -50,6 +49,7 @@ from saro.records import (
     write_jsonl,
     write_manifest,
 )
+from saro.refusal import classify_refusal
 from saro.sampling import EndpointConfig, Sampler
 from saro.sources import find_leaks
 

@@ -12,9 +12,9 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-from saro.evaluation.refusal import is_refusal
 from saro.preference.steps import split_steps
 from saro.records import HARMFUL_KINDS, split_response
+from saro.refusal import is_refusal
 
 # "harmless" and "no harm" clear a request; they must not count as naming a risk. A category named next to
 # "allowed" / "not violated" clears too; "is there a harmless reading? No." is a risk check, not a clearance.

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from saro.config import RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
-from saro.evaluation.refusal import is_refusal
 from saro.models import DEFAULT_MODEL, load_tokenizer
 from saro.policy import Policy, load_policy
 from saro.records import (
@@ -37,6 +36,7 @@ from saro.records import (
     write_jsonl,
     write_manifest,
 )
+from saro.refusal import is_refusal
 from saro.sources import PromptSetConfig, build_prompt_set
 from saro.teachers import TeacherConfig, TeacherJob, make_teacher
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saro.evaluation.generate import generate_batched
+from saro.generation import generate_batched
 from saro.models import load_model, load_tokenizer
 from saro.teachers.base import TeacherJob
 

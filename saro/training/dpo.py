@@ -217,7 +217,7 @@ def build_trainer(config: DPOStageConfig, trl_config):
 def run_dpo(config: DPOStageConfig, trl_config, stage: str = "srpo") -> Path:
     """Train `config.model` with DPO on `config.data`; returns the saved model folder. `stage` names the run in
     its plot and record (srpo, or safety-dpo for the baseline)."""
-    from saro.reporting.plots import margin_history, plot_margins
+    from saro.training.margins import margin_history, plot_margins
 
     started = time.time()
     settings = check_output_dir(config, trl_config)

@@ -1,4 +1,4 @@
-"""Plots written as PNG files (matplotlib, no display needed)."""
+"""The reward-margin curve of a DPO run (held-out and training pairs), written as a PNG beside the model."""
 
 from __future__ import annotations
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from saro.chat import render_prompt
 from saro.config import RangeChecked, to_plain
 from saro.errors import DataError
-from saro.evaluation.generate import generate_batched
-from saro.evaluation.refusal import is_refusal
+from saro.generation import generate_batched
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.policy import load_policy
 from saro.preference.pairs import PairComposer
@@ -33,6 +32,7 @@ from saro.records import (
     write_jsonl,
     write_manifest,
 )
+from saro.refusal import is_refusal
 
 
 @dataclass
