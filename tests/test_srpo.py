@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from saro.cli.main import main
 from saro.config import load_config
-from saro.errors import ConfigError
+from saro.errors import ConfigError, DataError
 from saro.models import load_tokenizer
 from saro.training.common import load_training_config
 from saro.training.dpo import DPOStageConfig, build_trainer, fit_max_length, load_pairs, pair_lengths
@@ -102,6 +102,27 @@ def test_pair_type_ablation_and_bad_pairs(tmp_path):
         load_config(DPOStageConfig, None, "train_srpo", ["pair_types=[xx]"])
 
 
+def test_chosen_from_keeps_pairs_whose_chosen_side_the_model_wrote(tmp_path):
+    """By default the offline composer's chosen sides are left out of training (on validation, pairs the model
+    wrote itself improved on RW where composed ones traded harmful compliance for answers: dev log, session 3);
+    pairs that do not say where their chosen side came from (the baselines') always pass."""
+    rows = [json.loads(line) for line in _pairs_file(tmp_path / "pairs.jsonl", 8).read_text().splitlines()]
+    sources = ["sibling", "composed", "trace", "teacher", "composed", None, "sibling", "composed"]
+    for row, source in zip(rows, sources):
+        if source:
+            row["meta"]["chosen_from"] = source
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    default = DPOStageConfig().chosen_from
+    kept = [p["meta"].get("chosen_from") for p in load_pairs(data, None, default)]
+    assert kept == ["sibling", "trace", "teacher", None, "sibling"]
+    assert len(load_pairs(data, None, ["composed"])) == 4 and len(load_pairs(data)) == 8
+    with pytest.raises(DataError, match="chosen side from"):
+        load_pairs(data, ["pp"], ["teacher"])  # the one teacher pair is an op pair
+    with pytest.raises(ConfigError, match="chosen_from must be"):
+        load_config(DPOStageConfig, None, "train_srpo", ["chosen_from=[model]"])
+
+
 def _run_config(tmp_path: Path, tiny_model: Path) -> Path:
     run = tmp_path / "run"
     config = f"""
@@ -138,6 +159,7 @@ train_srpo:
   data: {run}/srpo.jsonl
   eval_data: {run}/srpo.heldout.jsonl
   output_dir: {run}/srpo-model
+  chosen_from: [sibling, trace, teacher, composed]  # a random-init model writes no right sample to choose
   max_steps: 2
   per_device_train_batch_size: 2
   eval_train_pairs: 2

@@ -38,6 +38,9 @@ from saro.records import (
 from saro.teachers.offline import OfflineComposer
 
 PAIR_TYPES = ("pp", "op")
+# Who wrote a pair's chosen side (meta.chosen_from): a right sample of the model itself (sibling, or the trace's own
+# continuation in a mirror pair), an LLM teacher, or the offline composer's policy text.
+CHOSEN_SOURCES = ("sibling", "trace", "teacher", "composed")
 
 
 @dataclass

@@ -83,7 +83,11 @@ class SRPOSynthesisConfig(RangeChecked):
     heldout_per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Held-out prompts per kind."})
     endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Sample from this server instead."})
     samples: int = field(
-        default=2, metadata={"help": "Traces per prompt: the first greedy, the rest sampled.", "min": 1}
+        default=4,
+        metadata={
+            "help": "Traces per prompt: the first greedy, the rest sampled (4: prompts with right and wrong).",
+            "min": 1,
+        },
     )
     temperature: float = field(
         default=1.0, metadata={"help": "Sampling temperature of traces after the first.", "min": 0}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from saro.errors import DataError
-from saro.preference.pairs import PAIR_TYPES
+from saro.preference.pairs import CHOSEN_SOURCES, PAIR_TYPES
 from saro.records import HARMFUL_KINDS, read_jsonl, write_jsonl
 from saro.training.common import LoraSettings, check_output_dir, last_checkpoint, record_settings, save_final
 
@@ -42,6 +42,13 @@ class DPOStageConfig(LoraSettings):
         default=Path("runs/demo/srpo.heldout.jsonl"), metadata={"help": "Held-out pairs for margins (or null)."}
     )
     pair_types: list[str] = field(default_factory=lambda: list(PAIR_TYPES), metadata={"help": "pp, op or both."})
+    chosen_from: list[str] = field(
+        default_factory=lambda: ["sibling", "trace", "teacher"],
+        metadata={
+            "help": "Train on pairs whose chosen side came from these: the model's own samples (sibling, "
+            "trace), an LLM teacher, the offline composer (composed)."
+        },
+    )
     max_pairs: int | None = field(
         default=None, metadata={"help": "Train on at most this many pairs (balanced).", "min": 1}
     )
@@ -62,20 +69,32 @@ class DPOStageConfig(LoraSettings):
         unknown = set(self.pair_types) - set(PAIR_TYPES)
         if unknown or not self.pair_types:
             raise ValueError(f"pair_types must be a non-empty subset of {list(PAIR_TYPES)}, got {self.pair_types}")
+        if set(self.chosen_from) - set(CHOSEN_SOURCES) or not self.chosen_from:
+            raise ValueError(
+                f"chosen_from must be a non-empty subset of {list(CHOSEN_SOURCES)}, got {self.chosen_from}"
+            )
 
 
-def load_pairs(path: Path, pair_types: list[str] | None = None) -> list[dict]:
-    """Read DPO pairs, checking the three text fields; pairs of other types (meta.pair_type) are left out."""
-    pairs = []
+def load_pairs(path: Path, pair_types: list[str] | None = None, chosen_from: list[str] | None = None) -> list[dict]:
+    """Read DPO pairs, checking the three text fields; pairs of other types (meta.pair_type) or whose chosen side
+    came from elsewhere (meta.chosen_from) are left out. Pairs without those fields (baselines) always pass."""
+    pairs, dropped = [], 0
     for where, record in read_jsonl(path, required=("prompt", "chosen", "rejected")):
         for name in ("prompt", "chosen", "rejected"):
             if not isinstance(record[name], str) or (name != "prompt" and not record[name].strip()):
                 raise DataError(f"{where}: field '{name}' must be a non-empty string")
-        pair_type = (record.get("meta") or {}).get("pair_type")
-        if pair_types is None or pair_type is None or pair_type in pair_types:
-            pairs.append(record)
+        meta = record.get("meta") or {}
+        pair_type, source = meta.get("pair_type"), meta.get("chosen_from")
+        if pair_types is not None and pair_type is not None and pair_type not in pair_types:
+            continue
+        if chosen_from is not None and source is not None and source not in chosen_from:
+            dropped += 1
+            continue
+        pairs.append(record)
+    if dropped:
+        log.info("%s: %d pairs left out, their chosen side not from %s", path, dropped, chosen_from)
     if not pairs:
-        raise DataError(f"{path}: no pairs of types {pair_types}")
+        raise DataError(f"{path}: no pairs of types {pair_types} with a chosen side from {chosen_from}")
     return pairs
 
 
@@ -161,7 +180,8 @@ def build_trainer(config: DPOStageConfig, trl_config):
 
     from saro.models import load_model, load_tokenizer
 
-    pairs = load_pairs(config.data, config.pair_types)
+    # Held-out pairs are not filtered by source: one fixed yardstick for the margins of every setting.
+    pairs = load_pairs(config.data, config.pair_types, config.chosen_from)
     train_pairs = balanced_subset(pairs, config.max_pairs, config.seed, config.balance_sides)
     heldout = load_pairs(config.eval_data, config.pair_types) if config.eval_data else []
     tokenizer = load_tokenizer(config.model, padding_side="right")
