@@ -62,3 +62,26 @@ def test_baseline_data_drops_reasoning_and_pairs_both_sides(tmp_path, tiny_model
     assert info["stage"] == "safety-dpo"
     trained = info["pairs"]
     assert trained["borderline_benign/op"] == trained.get("harmful/op", 0) + trained.get("jailbreak/op", 0) == 4
+
+
+def test_a_base_model_that_refuses_everything_gives_an_error_not_empty_pairs(tmp_path, tiny_model, monkeypatch):
+    import pytest
+
+    import saro.synthesis.baselines as baselines
+    from saro.errors import DataError
+    from saro.generation import Generation
+
+    refusing = lambda model, tokenizer, conversations, *a, **k: [  # noqa: E731
+        Generation("I can't help with that.", 6, False) for _ in conversations
+    ]
+    monkeypatch.setattr(baselines, "generate_batched", refusing)
+    config = BaselineDataConfig(
+        rw_data=_rw_file(tmp_path / "rw.jsonl", harmful=4, benign=4),
+        model=str(tiny_model),
+        sft_output=tmp_path / "sft.jsonl",
+        dpo_output=tmp_path / "dpo.jsonl",
+        max_pairs=4,
+    )
+    with pytest.raises(DataError, match="no safety-DPO pairs"):
+        build_baseline_data(config)
+    assert not config.dpo_output.exists()

@@ -379,3 +379,27 @@ def test_raising_samples_draws_only_the_missing_traces(tmp_path, tiny_model):
     assert [t["sample"] for t in latest[BENIGN.id]] == [0, 1, 2]
     summary = {line["id"]: line for line in _lines(tmp_path / "srpo.prompts.jsonl")}
     assert len(summary[HARMFUL.id]["traces"]) == 3
+
+
+def test_synthesis_that_makes_no_pair_is_an_error_not_a_finished_stage(tmp_path, tiny_model, capsys):
+    """Every sample right and on time: nothing to train on, said in one line (exit 2), and nothing reported done."""
+    from test_preference import BENIGN, BENIGN_OK, EARLY, HARMFUL
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in (HARMFUL, BENIGN)))
+    traces = {HARMFUL.id: [EARLY, EARLY], BENIGN.id: [BENIGN_OK, BENIGN_OK]}
+    lines = [
+        {
+            "id": key,
+            "kind": "x",
+            "traces": [{"sample": i, "text": t, "tokens": 9, "truncated": False} for i, t in enumerate(v)],
+        }
+        for key, v in traces.items()
+    ]
+    (tmp_path / "srpo.traces.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "srpo.jsonl"
+    args = ["synth", "srpo", f"model={tiny_model}", f"output={out}", f"prompts_file={prompts}", "samples=2"]
+    assert main([*args, "heldout_prompts_file=null", f"answer_model={tiny_model}"]) == 2
+    error = capsys.readouterr().err
+    assert "no pairs from 2 prompts" in error and error.count("saro: error") == 1
+    assert not out.with_name("srpo.jsonl.manifest.json").exists()

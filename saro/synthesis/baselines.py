@@ -145,6 +145,11 @@ def build_baseline_data(config: BaselineDataConfig) -> dict:
     for (prompt, refusal), out in zip(candidates, outputs):
         if len(pairs) < per_side and not is_refusal(out.text) and out.text.strip():
             pairs.append(pair(prompt, refusal, out.text, f"base:{config.model}"))
+    if not pairs:  # the base model refused every harmful prompt: no compliance to prefer a refusal over
+        raise DataError(
+            f"{config.dpo_output}: no safety-DPO pairs: the base model {config.model} refused all "
+            f"{len(outputs)} harmful prompts it was given"
+        )
     composer = PairComposer(load_policy(config.policy))
     for prompt, answer in rng.sample(benign, len(pairs)):
         category = composer.category(prompt)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from saro.chat import render_prompt
 from saro.config import RangeChecked, config_hash, to_plain
-from saro.errors import ConfigError
+from saro.errors import ConfigError, DataError
 from saro.policy import Policy, load_policy
 from saro.preference.judge import judge_messages, judge_trace, parse_judge_reply
 from saro.preference.pairs import PairComposer, PairSettings, Trace, build_pairs
@@ -183,6 +183,14 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
             sampler = Sampler(config.model, config.endpoint, config.batch_size)
         _run_split(split, records, batches, output, config, policy, sampler, tokenizer, teacher)
         stats[split] = summarize_pairs(output, sidecar(output, "prompts"))
+        made = stats[split]["all"]["pp"] + stats[split]["all"]["op"]
+        if not made and split == "train":  # nothing to train on is not a finished stage
+            raise DataError(
+                f"{output}: no pairs from {len(records)} prompts (every trace right and on time): sample more "
+                "(samples) or from prompts where the model still errs"
+            )
+        if not made:
+            log.warning("%s: no held-out pairs; margins will not be measured", output)
         info = {"config": to_plain(config), "config_hash": config_hash(config), "split": split, "stats": stats[split]}
         write_manifest(output, info)
     stats["seconds"] = round(time.time() - started, 1)
