@@ -10,7 +10,7 @@ LAYERS = [
     {"sources", "models", "teachers", "sampling", "preference"},
     {"synthesis", "training"},
     {"evaluation"},
-    {"reporting", "analysis", "sweep", "pipeline", "serve"},
+    {"reporting", "analysis", "sweep", "pipeline", "serve", "check"},
     {"cli"},
 ]
 

@@ -164,6 +164,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from saro.check import check_configs
+
+    # argparse hands SECTION.KEY=VALUE words to the positional list: sort them back out.
+    configs = [Path(c) for c in args.configs if "=" not in c]
+    overrides = [*args.overrides, *(c for c in args.configs if "=" in c)]
+    if not configs and not args.config:
+        raise SaroError("saro check needs a config file: saro check configs/demo.yaml")
+    if configs and args.config:  # their order on the command line would be lost
+        raise SaroError("saro check takes config files as CONFIG... or as --config FILE..., not both")
+    configs = configs or args.config
+    started = time.time()
+    for line in check_configs(configs, overrides, SECTIONS):
+        print(line, flush=True)
+    print(f"saro check: {', '.join(map(str, configs))} ok, nothing run, in {time.time() - started:.0f}s")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from saro.sweep import run_sweep
 
@@ -370,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--redo-changed", action="store_true", help="Delete and redo stages whose config changed (and later ones)."
     )
     run.set_defaults(func=cmd_run)
+    check = commands.add_parser(
+        "check",
+        help="Validate every section of a config and its inputs (files parse, models resolve, suites build, outputs "
+        "writable) and run nothing; inputs a section of the file, or of an earlier file, makes may be missing.",
+        epilog="example: saro check configs/demo.yaml configs/compare.yaml",
+    )
+    check.add_argument("configs", nargs="*", metavar="CONFIG", help="YAML configs, in order; then SECTION.KEY=VALUE.")
+    check.add_argument("--config", action="append", type=Path, help="A YAML config (repeatable).")
+    check.set_defaults(func=cmd_check, overrides=[])
     stage(
         "eval",
         cmd_eval,
