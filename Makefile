@@ -30,7 +30,7 @@ full: setup
 
 # The comparison (issues 4 and 10): the baselines' data; every method tuned on the validation set (`saro sweep`: three
 # settings each, the rule in the config's sweep section); SRPO traces from the chosen RW model; every chosen model
-# (and SRPO's pair-type ablations) on the reported suites; the report. Needs `make demo` first (or `make full` with
+# (and SRPO's ablations: pair types, composer-written chosen sides) on the reported suites; the report. Needs `make demo` first (or `make full` with
 # RECIPE=full). Each step skips what is done; sweeps and evaluations resume.
 RECIPE ?= demo
 COMPARE_CONFIG := $(if $(filter full,$(RECIPE)),configs/smollm2-full.yaml,configs/compare.yaml)
@@ -52,6 +52,7 @@ compare: setup $(RUN)/safety-sft.jsonl
 	$(BIN)/saro eval $(COMPARE) model=$$(realpath $(SWEEP)/srpo/chosen) output=$(OUT)/saro
 	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-pp/model output=$(OUT)/saro-pp-only
 	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/pair_types-op/model output=$(OUT)/saro-op-only
+	$(BIN)/saro eval $(COMPARE) model=$(SWEEP)/srpo/ablations/chosen_from-sibling,trace,teacher,composed/model output=$(OUT)/saro-composed-chosen
 	$(BIN)/saro report $(COMPARE)
 
 test: setup

@@ -27,21 +27,27 @@ from saro.errors import ConfigError
 T = TypeVar("T")
 
 
-def _line_numbers(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line, so errors can point at it."""
+def _line_numbers(text: str, path: Path | None = None) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line, so errors can point at it; a key given twice in
+    one mapping is an error (YAML would keep the last value silently)."""
     lines: dict[tuple[str, ...], int] = {}
 
     def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                path = prefix + (str(key.value),)
-                lines[path] = key.start_mark.line + 1
-                walk(value, path)
+                keys = prefix + (str(key.value),)
+                if keys in lines:
+                    raise ConfigError(
+                        f"{path}:{key.start_mark.line + 1}: {'.'.join(keys)}: duplicate key (first at line "
+                        f"{lines[keys]}); give each key once"
+                    )
+                lines[keys] = key.start_mark.line + 1
+                walk(value, keys)
         elif isinstance(node, yaml.SequenceNode):  # list items as "0", "1", ... (suites.0.limit)
             for index, item in enumerate(node.value):
-                path = prefix + (str(index),)
-                lines[path] = item.start_mark.line + 1
-                walk(item, path)
+                keys = prefix + (str(index),)
+                lines[keys] = item.start_mark.line + 1
+                walk(item, keys)
 
     try:
         root = yaml.compose(text)
@@ -76,13 +82,20 @@ class _Source:
         return f"{place}: {'.'.join(full)}"
 
 
-class RangeError(ValueError):
-    """A value outside its field's allowed range; `build_dataclass` names where the value came from."""
+class FieldError(ValueError):
+    """A bad value of one field (`name`, dotted below it), raised by a dataclass's checks; `build_dataclass` names
+    where the value came from: the file's line or the command line."""
+
+    def __init__(self, name: str, detail: str):
+        self.name, self.detail = name, detail
+        super().__init__(f"{name}: {detail}")
+
+
+class RangeError(FieldError):
+    """A value outside its field's allowed range."""
 
     def __init__(self, name: str, value: Any, limits: typing.Mapping[str, float]):
-        self.name = name
-        self.detail = f"expected a value {allowed_range(limits)}, got {value!r}"
-        super().__init__(f"{name}: {self.detail}")
+        super().__init__(name, f"expected a value {allowed_range(limits)}, got {value!r}")
 
 
 def allowed_range(limits: typing.Mapping[str, float]) -> str:
@@ -98,8 +111,13 @@ def allowed_range(limits: typing.Mapping[str, float]) -> str:
 
 
 def check_range(name: str, value: Any, limits: typing.Mapping[str, float]) -> None:
-    """Raise `RangeError` when the number `value` is outside `limits` (`min`, `above`, `max`); None and
-    non-numbers pass (types are checked elsewhere)."""
+    """Raise `RangeError` when the number `value` is outside `limits` (`min`, `above`, `max`); for a mapping
+    (counts per kind), each of its values is checked, named `name.key`. None and non-numbers pass (types are
+    checked elsewhere)."""
+    if limits and isinstance(value, dict):
+        for key, item in value.items():
+            check_range(f"{name}.{key}", item, limits)
+        return
     if not limits or isinstance(value, bool) or not isinstance(value, int | float):
         return
     if (
@@ -163,7 +181,17 @@ def _coerce(value: Any, hint: Any, where: str, source: _Source | None = None, pa
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return value
+        (_, value_hint) = typing.get_args(hint) or (Any, Any)
+        return {
+            key: _coerce(
+                item,
+                value_hint,
+                source.where(path + (str(key),)) if source else f"{where}.{key}",
+                source,
+                path + (str(key),),
+            )
+            for key, item in value.items()
+        }
     if hint is Any or hint is object:
         return value
     if hint is bool:
@@ -215,8 +243,8 @@ def build_dataclass(cls: type[T], data: dict[str, Any], source: _Source, prefix:
                 raise unknown_key_error(source.where(path), key, fields)
             kwargs[key] = _coerce(value, hints[key], source.where(path), source, path)
         return cls(**kwargs)
-    except RangeError as exc:  # from `RangeChecked`'s metadata check, or a __post_init__ naming its field
-        raise ConfigError(f"{source.where(prefix + (exc.name,))}: {exc.detail}") from None
+    except FieldError as exc:  # from `RangeChecked`'s metadata check, or a __post_init__ naming its field
+        raise ConfigError(f"{source.where(prefix + tuple(exc.name.split('.')))}: {exc.detail}") from None
     except (ValueError, TypeError) as exc:  # __post_init__ cross-field checks (ours and TRL's)
         raise ConfigError(f"{source.where(prefix) if prefix else source.path or 'config'}: {exc}") from None
 
@@ -274,7 +302,7 @@ def read_section(path: str | Path | None, section: str, known_sections: typing.I
         raise ConfigError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
-    lines = _line_numbers(text)
+    lines = _line_numbers(text, path)
     known_sections = set(known_sections)
     if known_sections & set(data):
         for key in data:

@@ -99,6 +99,9 @@ def _from_pretrained(cls, name: str | Path, **kwargs):
         else:
             where = "hub id (neither in the local Hugging Face cache nor downloadable)"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        vocab = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+        if folder.is_dir() and "Tokenizer" in cls.__name__ and not any((folder / f).exists() for f in vocab):
+            detail = f"no tokenizer files in it ({', '.join(vocab)}); copy them from the base model"
         raise SaroError(f"model {str(name)!r}: cannot load it as a {where}: {detail}") from None
 
 

@@ -119,6 +119,8 @@ RANGE_CASES = [  # command, override, the key as named in the error, the allowed
     (["train", "srpo"], "beta=0", "train_srpo.beta", "> 0"),
     (["synth", "baselines"], "max_pairs=-4", "synth_baselines.max_pairs", ">= 1"),
     (["serve"], "port=99999", "serve.port", ">= 0 and <= 65535"),
+    (["synth", "srpo"], "per_kind={general: -2}", "synth_srpo.per_kind.general", ">= 0"),  # was a traceback
+    (["synth", "rw"], "prompts.per_kind={harmful: -1}", "synth_rw.prompts.per_kind.harmful", ">= 0"),  # all but 1
 ]
 
 
@@ -128,7 +130,9 @@ def test_out_of_range_value_fails_before_anything_runs(tmp_path, tiny_model, cap
     before = _snapshot(tmp_path)
     assert main([*command, "--config", str(config), override]) == 2
     line = _only_line(capsys)
-    value = override.split("=", 1)[1]
+    value = yaml.safe_load(override.split("=", 1)[1])
+    while isinstance(value, dict):  # a count per kind
+        (value,) = value.values()
     assert line.startswith(f"saro: error: command line: {key}: expected a value {allowed}, got ")
     assert float(line.rsplit("got ", 1)[1]) == float(value)
     assert _snapshot(tmp_path) == before  # nothing written: the check ran before any stage work
@@ -228,6 +232,23 @@ def test_config_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, capsys):
     assert _only_line(capsys) == f"saro: error: {config}:3: not UTF-8 text (byte 0xe9); save the config as UTF-8"
 
 
+def test_key_given_twice_names_both_lines(tmp_path, tiny_model, capsys):
+    """YAML keeps the last of two values silently: the run would use a value the user may not have meant."""
+    config = _config(tmp_path, tiny_model)
+    text = config.read_text().replace("  samples: 1\n", "  samples: 1\n  samples: 3\n")
+    config.write_text(text)
+    line_number = text.splitlines().index("  samples: 3") + 1
+    for argv in (["synth", "rw", "--config", str(config)], ["check", str(config)]):
+        before = _snapshot(tmp_path)
+        assert main(argv) == 2
+        expected = (
+            f"saro: error: {config}:{line_number}: synth_rw.samples: duplicate key (first at line {line_number - 1}); "
+            "give each key once"
+        )
+        assert _only_line(capsys) == expected
+        assert _snapshot(tmp_path) == before
+
+
 def test_training_data_that_is_a_folder_or_not_utf8_is_one_line(tmp_path, tiny_model, capsys):
     config = _config(tmp_path, tiny_model)
     folder = tmp_path / "data-folder"
@@ -316,6 +337,10 @@ def test_bad_model_path_is_one_line_and_does_not_block_the_corrected_rerun(tmp_p
     not_a_model.mkdir()
     assert main(["eval", "--config", str(config), f"model={not_a_model}"]) == 2
     assert _error_line(capsys) == f"saro: error: model '{not_a_model}': not a model folder (no config.json in it)"
+    no_tokenizer = tmp_path / "weights-only"
+    shutil.copytree(tiny_model, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*", "chat_template*"))
+    assert main(["eval", "--config", str(config), f"model={no_tokenizer}", f"output={tmp_path / 'other'}"]) == 2
+    assert f"model '{no_tokenizer}': cannot load it as a folder: no tokenizer files in it (" in _error_line(capsys)
     assert not (out / "generation.json").exists()
     assert main(["eval", "--config", str(config)]) == 0
     assert json.loads((out / "generation.json").read_text())["model"] == str(tiny_model)
@@ -430,3 +455,101 @@ def test_direct_construction_checks_field_ranges():
                 if any(field_limits(f) for f in dataclasses.fields(obj)) and not issubclass(obj, RangeChecked):
                     unchecked.add(obj.__qualname__)
     assert not unchecked, f"config dataclasses with ranges that do not derive from RangeChecked: {unchecked}"
+
+
+# --- inputs that would train, or measure, nothing: the fresh sweep of issue 11 (docs/bad-inputs-sweep.md) ----------
+
+
+@pytest.mark.parametrize(
+    "command, data, message",
+    [
+        (["train", "rw"], "rw.jsonl", "rw.jsonl:1: the final assistant turn is empty; nothing to learn from it"),
+        (
+            ["train", "srpo"],
+            "pairs.jsonl",
+            "pairs.jsonl:1: 'chosen' and 'rejected' are the same text; a pair must differ",
+        ),
+    ],
+    ids=["empty-answer", "chosen-is-rejected"],
+)
+def test_training_data_that_teaches_nothing_is_refused(tmp_path, tiny_model, capsys, command, data, message):
+    """An empty answer trains the model to say nothing; a pair with one text on both sides gives no gradient: both
+    used to train and report success."""
+    config = _config(tmp_path, tiny_model)
+    path = tmp_path / data
+    path.write_text(path.read_text().replace('"content": "Yes."', '"content": " "').replace('"No."', '"Sure."'))
+    assert main([*command, "--config", str(config)]) == 2
+    assert _error_line(capsys) == f"saro: error: {tmp_path / message}"
+    assert not (tmp_path / f"{command[1]}-model").exists()
+
+
+def test_an_input_file_given_again_as_output_or_held_out_set_is_refused(tmp_path, tiny_model, capsys):
+    """Held-out pairs or prompts that are the training ones measure nothing held out; an output that is the input
+    appended records to the prompts (then a traceback). Each used to run."""
+    config = _config(tmp_path, tiny_model)
+    prompts, pairs = tmp_path / "prompts.jsonl", tmp_path / "pairs.jsonl"
+    cases = [
+        (["train", "srpo", f"eval_data={pairs}"], f"eval_data {pairs} is the training data file"),
+        (["synth", "srpo", f"heldout_prompts_file={prompts}"], "synth_srpo: 3 prompts (id 'p1', ...) are in both"),
+        (["synth", "rw", f"output={prompts}"], f"output {prompts} is the prompts_file; choose another output"),
+        (["synth", "srpo", f"output={prompts}"], f"output {prompts}: {prompts} is the prompts_file; choose another"),
+    ]
+    before = _snapshot(tmp_path)
+    for (*command, override), message in cases:
+        assert main([*command, "--config", str(config), override]) == 2, command
+        assert _error_line(capsys).startswith(f"saro: error: {message}")
+    assert _snapshot(tmp_path) == before
+
+
+def test_training_where_truncation_leaves_no_answer_or_lora_targets_nothing_is_one_line(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    assert main(["train", "rw", "--config", str(config), "max_length=4"]) == 2  # was a traceback in torch's sampler
+    assert _error_line(capsys).startswith(f"saro: error: {tmp_path / 'rw.jsonl'}: no example keeps an answer token")
+    assert main(["train", "rw", "--config", str(config), "lora=true", "lora_target_modules=[qproj]"]) == 2
+    assert _error_line(capsys).startswith("saro: error: lora_target_modules: 'qproj' names no module of the model")
+    assert main(["train", "rw", "--config", str(config), "max_steps=1"]) == 0  # the corrected rerun
+
+
+def test_synthesis_that_keeps_no_record_is_an_error(tmp_path, tiny_model, capsys):
+    """The tiny model answers none of the benign prompts well: 0 records used to be a finished stage."""
+    config = _config(tmp_path, tiny_model)
+    output = tmp_path / "synth" / "rw.jsonl"
+    assert main(["synth", "rw", "--config", str(config)]) == 2
+    assert _error_line(capsys).startswith(f"saro: error: {output}: no record kept; every sample of all 3 prompts")
+    assert not Path(f"{output}.manifest.json").exists()  # saro run does not take it for a finished stage
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["synth", "rw", "--config", str(config), f"prompts_file={empty}"]) == 2
+    assert _error_line(capsys) == f"saro: error: {empty}: no prompts in it"
+
+
+def test_report_inside_an_input_folder_and_unnamed_source_are_one_line(tmp_path, tiny_model, capsys):
+    config = _config(tmp_path, tiny_model)
+    assert main(["eval", "--config", str(config)]) == 0
+    capsys.readouterr()
+    evaluated = tmp_path / "eval"
+    kept = _snapshot(evaluated)
+    assert main(["report", str(evaluated), f"output={evaluated}"]) == 2
+    expected = f"saro: error: output {evaluated}: inside the input folder {evaluated}; choose another output"
+    assert _only_line(capsys) == expected
+    assert _snapshot(evaluated) == kept
+    # a source without a name is `seeds`: a prompt-record file given to it is named as such, not invalid YAML
+    suites = f"suites=[{{name: s, type: harmful, sources: [{{path: {tmp_path / 'prompts.jsonl'}}}]}}]"
+    assert main(["eval", "--config", str(config), f"output={tmp_path / 'other'}", suites]) == 2
+    assert "source 'seeds' reads a seeds YAML file; for prompt records: {name: prompts" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "command, override, expected",
+    [
+        (["train", "srpo"], "pair_types=[xx]", "command line: train_srpo.pair_types: expected a non-empty subset"),
+        (["analyze"], "analyses=[magic]", "command line: analyze.analyses: unknown analysis 'magic'"),
+    ],
+    ids=["pair_types", "analyses"],
+)
+def test_checked_list_value_from_the_command_line_is_blamed_on_it(
+    tmp_path, tiny_model, capsys, command, override, expected
+):
+    config = _config(tmp_path, tiny_model)
+    assert main([*command, "--config", str(config), override]) == 2
+    assert _only_line(capsys).startswith(f"saro: error: {expected}")

@@ -98,7 +98,7 @@ def test_pair_type_ablation_and_bad_pairs(tmp_path):
     data.write_text("\n".join(lines) + "\n")
     with pytest.raises(Exception, match=r"pairs.jsonl:3: field 'chosen'"):
         load_pairs(data)
-    with pytest.raises(ConfigError, match="pair_types must be"):
+    with pytest.raises(ConfigError, match="pair_types: expected a non-empty subset"):
         load_config(DPOStageConfig, None, "train_srpo", ["pair_types=[xx]"])
 
 
@@ -119,7 +119,7 @@ def test_chosen_from_keeps_pairs_whose_chosen_side_the_model_wrote(tmp_path):
     assert len(load_pairs(data, None, ["composed"])) == 4 and len(load_pairs(data)) == 8
     with pytest.raises(DataError, match="chosen side from"):
         load_pairs(data, ["pp"], ["teacher"])  # the one teacher pair is an op pair
-    with pytest.raises(ConfigError, match="chosen_from must be"):
+    with pytest.raises(ConfigError, match="chosen_from: expected a non-empty subset"):
         load_config(DPOStageConfig, None, "train_srpo", ["chosen_from=[model]"])
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saro.config import RangeChecked, config_hash, to_plain
+from saro.config import FieldError, RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.evaluation.suites import GENERATED, load_records
 from saro.models import DEFAULT_MODEL
@@ -85,7 +85,7 @@ class AnalyzeConfig(RangeChecked):
         super().__post_init__()
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
-            raise ValueError(f"unknown analysis {unknown[0]!r}; analyses: {', '.join(ANALYSES)}")
+            raise FieldError("analyses", f"unknown analysis {unknown[0]!r}; analyses: {', '.join(ANALYSES)}")
         for label, path in self.models.items():
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(label)) or not isinstance(path, str) or not path:
                 raise ValueError(

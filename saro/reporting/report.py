@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saro.errors import DataError
+from saro.errors import ConfigError, DataError
 from saro.evaluation.metrics import wilson
 from saro.records import output_folder, read_jsonl
 
@@ -366,6 +366,9 @@ def build_report(config: ReportConfig) -> dict:
     """Write report.md, report.html and the plots into `config.output`; returns the paths and the models' labels."""
     if not config.results:
         raise DataError("report: no result folders given")
+    for folder in [*config.results, *([config.analysis] if config.analysis else [])]:  # no report among its inputs
+        if Path(config.output).resolve().is_relative_to(Path(folder).resolve()):
+            raise ConfigError(f"output {config.output}: inside the input folder {folder}; choose another output")
     models = []
     for folder in config.results:
         results = load_results(folder)

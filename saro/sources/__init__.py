@@ -66,21 +66,24 @@ class PromptSetConfig(RangeChecked):
         default_factory=lambda: [SourceSpec(name="builtin")], metadata={"help": "Jailbreak template sets."}
     )
     per_kind: dict[str, int] = field(
-        default_factory=dict, metadata={"help": "Max training prompts per kind (harmful, borderline_benign, general)."}
+        default_factory=dict,
+        metadata={"help": "Max training prompts per kind (harmful, borderline_benign, general).", "min": 0},
     )
     jailbreak_count: int = field(default=100, metadata={"help": "Wrapped harmful prompts for training.", "min": 0})
     max_template_chars: int = field(
         default=800, metadata={"help": "Skip longer templates (training tokens).", "min": 1}
     )
     heldout_per_kind: dict[str, int] = field(
-        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) kept out of training for eval."}
+        default_factory=dict,
+        metadata={"help": "Prompts per kind (jailbreak too) kept out of training for eval.", "min": 0},
     )
     heldout_per_group: int | None = field(
         default=None, metadata={"help": "At most this many held-out prompts per group (phrasings of one action)."}
     )
     heldout_families: list[str] = field(default_factory=list, metadata={"help": "Template families for eval only."})
     validation_per_kind: dict[str, int] = field(
-        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) for model selection, never trained."}
+        default_factory=dict,
+        metadata={"help": "Prompts per kind (jailbreak too) for model selection, never trained.", "min": 0},
     )
     validation_sources: list[SourceSpec] = field(
         default_factory=list, metadata={"help": "Pool the validation set is drawn from (default: sources)."}
@@ -89,7 +92,8 @@ class PromptSetConfig(RangeChecked):
         default_factory=list, metadata={"help": "Template families for validation jailbreaks only."}
     )
     srpo_per_kind: dict[str, int] = field(
-        default_factory=dict, metadata={"help": "Prompts per kind (jailbreak too) RW never trains on, for SRPO."}
+        default_factory=dict,
+        metadata={"help": "Prompts per kind (jailbreak too) RW never trains on, for SRPO.", "min": 0},
     )
     srpo_sources: list[SourceSpec] = field(
         default_factory=list, metadata={"help": "Extra pools for the SRPO prompts only (e.g. coconot)."}

@@ -38,6 +38,10 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     which the reasoning's intent step states.
     """
     file = Path(path) if path else Path(str(resources.files("saro.data").joinpath("seeds.yaml")))
+    if file.suffix == ".jsonl":  # a source spec without a name is `seeds`, which reads the seeds YAML
+        raise DataError(
+            f"{file}: source 'seeds' reads a seeds YAML file; for prompt records: {{name: prompts, path: ...}}"
+        )
     data = read_yaml(file)
     frames = require(data, "frames", str(file))
     records: list[PromptRecord] = []

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from saro.config import RangeChecked, config_hash, to_plain
-from saro.errors import ConfigError
+from saro.errors import ConfigError, DataError
 from saro.models import DEFAULT_MODEL, load_tokenizer
 from saro.policy import Policy, load_policy
 from saro.records import (
@@ -136,11 +136,15 @@ def run_rw_synthesis(config: RWSynthesisConfig) -> dict:
     started = time.time()
     if config.output.is_dir():
         raise ConfigError(f"output {config.output}: a folder is there; output names the JSONL file to write")
+    if config.prompts_file and config.output.resolve() == Path(config.prompts_file).resolve():
+        raise ConfigError(f"output {config.output} is the prompts_file; choose another output")
     output_folder(config.output.parent, "output folder")
     policy = load_policy(config.policy)
     records = prepare_prompts(config)
     if not records:
-        raise ConfigError("synth_rw: the prompt mix is empty")
+        raise ConfigError(
+            f"{config.prompts_file}: no prompts in it" if config.prompts_file else "synth_rw: the prompt mix is empty"
+        )
     rejects_path = config.output.with_name(config.output.stem + ".rejects.jsonl")
     tokenizer = load_tokenizer(config.model)
     with JsonlWriter(config.output) as kept, JsonlWriter(rejects_path) as rejected:
@@ -153,6 +157,11 @@ def run_rw_synthesis(config: RWSynthesisConfig) -> dict:
             for batch in todo_batches:
                 _synthesize_batch(batch, done, config, policy, teacher, tokenizer, kept, rejected, progress)
     stats = summarize(config.output, rejects_path)
+    if not any(row["kept"] for row in stats.values()):  # nothing to train on is not a finished stage
+        raise DataError(
+            f"{config.output}: no record kept; every sample of all {len(records)} prompts failed the format or "
+            f"judge check (why: {rejects_path}); remove both files and use a stronger teacher or answer model"
+        )
     stats["seconds"] = round(time.time() - started, 1)
     write_manifest(config.output, {"config": to_plain(config), "config_hash": config_hash(config), "stats": stats})
     return stats

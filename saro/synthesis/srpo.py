@@ -79,8 +79,12 @@ class SRPOSynthesisConfig(RangeChecked):
     heldout_prompts_file: Path | None = field(
         default=Path("runs/demo/prompts.heldout.jsonl"), metadata={"help": "Prompts for held-out pairs (or null)."}
     )
-    per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Training prompts per kind (all)."})
-    heldout_per_kind: dict[str, int] | None = field(default=None, metadata={"help": "Held-out prompts per kind."})
+    per_kind: dict[str, int] | None = field(
+        default=None, metadata={"help": "Training prompts per kind (all).", "min": 0}
+    )
+    heldout_per_kind: dict[str, int] | None = field(
+        default=None, metadata={"help": "Held-out prompts per kind.", "min": 0}
+    )
     endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Sample from this server instead."})
     samples: int = field(
         default=4,
@@ -164,6 +168,11 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
     from saro.models import load_tokenizer
 
     started = time.time()
+    inputs = {Path(f).resolve(): key for key, f in [("prompts_file", config.prompts_file)] if f}
+    inputs |= {Path(f).resolve(): key for key, f in [("heldout_prompts_file", config.heldout_prompts_file)] if f}
+    for output in (config.output, config.heldout_output if config.heldout_prompts_file else config.output):
+        if output.resolve() in inputs:  # the pairs would be appended to the prompts, and unfinished ones cut
+            raise ConfigError(f"output {config.output}: {output} is the {inputs[output.resolve()]}; choose another")
     policy = load_policy(config.policy)
     splits = [("train", config.prompts_file, config.per_kind, config.output)]
     if config.heldout_prompts_file:
@@ -172,8 +181,18 @@ def run_srpo_synthesis(config: SRPOSynthesisConfig) -> dict:
     sampler = None
     teacher = _LazyTeacher(config, policy)
     stats: dict = {}
+    selected = {
+        split: select_prompts(read_prompts(file), per_kind, config.seed) for split, file, per_kind, _ in splits
+    }
+    shared = sorted({r.id for r in selected["train"]} & {r.id for r in selected.get("heldout", [])})
+    if shared:  # held-out margins would be measured on prompts the model trains on
+        raise ConfigError(
+            f"synth_srpo: {len(shared)} prompts (id {shared[0]!r}, ...) are in both prompts_file "
+            f"{config.prompts_file} and heldout_prompts_file {config.heldout_prompts_file}; held-out prompts must be "
+            "left out of training"
+        )
     for split, prompts_file, per_kind, output in splits:
-        records = select_prompts(read_prompts(prompts_file), per_kind, config.seed)
+        records = selected[split]
         if not records:
             raise ConfigError(f"synth_srpo: no prompts selected from {prompts_file}")
         with JsonlWriter(sidecar(output, "prompts")) as finished:

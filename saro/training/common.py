@@ -41,10 +41,21 @@ class LoraSettings(RangeChecked):
     lora_last_layers: int | None = field(default=None, metadata={"help": "Adapt only the top N layers.", "min": 1})
     merge_lora: bool = field(default=True, metadata={"help": "Merge adapters into the saved model."})
 
-    def peft_config(self, num_layers: int):
+    def peft_config(self, model):
         from peft import LoraConfig
 
+        num_layers = model.config.num_hidden_layers
         targets = self.lora_target_modules
+        names = [name for name, _ in model.named_modules()]
+        for target in targets if targets != ["all-linear"] else []:  # peft's own error is a traceback
+            if not any(name == target or name.endswith("." + target) for name in names):
+                linear = sorted(
+                    {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"}
+                )
+                raise ConfigError(
+                    f"lora_target_modules: {target!r} names no module of the model; its linear layers: "
+                    f"{', '.join(linear)} (or all-linear)"
+                )
         layers = None
         if self.lora_last_layers:
             layers = list(range(max(0, num_layers - self.lora_last_layers), num_layers))

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from saro.errors import DataError
+from saro.config import FieldError
+from saro.errors import ConfigError, DataError
 from saro.preference.pairs import CHOSEN_SOURCES, PAIR_TYPES
 from saro.records import HARMFUL_KINDS, read_jsonl, write_jsonl
 from saro.training.common import LoraSettings, check_output_dir, last_checkpoint, record_settings, save_final
@@ -68,10 +69,10 @@ class DPOStageConfig(LoraSettings):
         super().__post_init__()
         unknown = set(self.pair_types) - set(PAIR_TYPES)
         if unknown or not self.pair_types:
-            raise ValueError(f"pair_types must be a non-empty subset of {list(PAIR_TYPES)}, got {self.pair_types}")
+            raise FieldError("pair_types", f"expected a non-empty subset of {list(PAIR_TYPES)}, got {self.pair_types}")
         if set(self.chosen_from) - set(CHOSEN_SOURCES) or not self.chosen_from:
-            raise ValueError(
-                f"chosen_from must be a non-empty subset of {list(CHOSEN_SOURCES)}, got {self.chosen_from}"
+            raise FieldError(
+                "chosen_from", f"expected a non-empty subset of {list(CHOSEN_SOURCES)}, got {self.chosen_from}"
             )
 
 
@@ -83,6 +84,8 @@ def load_pairs(path: Path, pair_types: list[str] | None = None, chosen_from: lis
         for name in ("prompt", "chosen", "rejected"):
             if not isinstance(record[name], str) or (name != "prompt" and not record[name].strip()):
                 raise DataError(f"{where}: field '{name}' must be a non-empty string")
+        if record["chosen"].strip() == record["rejected"].strip():  # no preference: zero gradient, margin 0
+            raise DataError(f"{where}: 'chosen' and 'rejected' are the same text; a pair must differ")
         meta = record.get("meta") or {}
         pair_type, source = meta.get("pair_type"), meta.get("chosen_from")
         if pair_types is not None and pair_type is not None and pair_type not in pair_types:
@@ -180,6 +183,11 @@ def build_trainer(config: DPOStageConfig, trl_config):
 
     from saro.models import load_model, load_tokenizer
 
+    if config.eval_data and Path(config.eval_data).resolve() == Path(config.data).resolve():
+        raise ConfigError(
+            f"eval_data {config.eval_data} is the training data file; held-out margins need pairs never trained on "
+            "(eval_data: null for none)"
+        )
     # Held-out pairs are not filtered by source: one fixed yardstick for the margins of every setting.
     pairs = load_pairs(config.data, config.pair_types, config.chosen_from)
     train_pairs = balanced_subset(pairs, config.max_pairs, config.seed, config.balance_sides)
@@ -217,7 +225,7 @@ def build_trainer(config: DPOStageConfig, trl_config):
     torch.manual_seed(trl_config.seed)
     model = load_model(config.model, place=False)  # the trainer puts it on this process's device
     model.train()
-    peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
+    peft_config = config.peft_config(model) if config.lora else None
     # Full fine-tuning needs a frozen copy as reference unless its log-probs are precomputed before training.
     frozen_reference = not (config.lora or trl_config.precompute_ref_log_probs)
     ref_model = load_model(config.model, place=False) if frozen_reference else None

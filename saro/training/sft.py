@@ -49,6 +49,8 @@ def load_sft_records(path: Path) -> list[dict]:
             raise DataError(f"{where}: field 'messages' must be a list of {{role, content}} objects")
         if messages[-1].get("role") != "assistant":
             raise DataError(f"{where}: field 'messages' must end with an assistant turn")
+        if not messages[-1]["content"].strip():  # it would train the model to answer with nothing
+            raise DataError(f"{where}: the final assistant turn is empty; nothing to learn from it")
         records.append({"messages": messages})
     if not records:
         raise DataError(f"{path}: no training records")
@@ -126,8 +128,13 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
     torch.manual_seed(trl_config.seed)
     model = load_model(config.model, place=False)  # the trainer puts it on this process's device
     model.train()
-    peft_config = config.peft_config(model.config.num_hidden_layers) if config.lora else None
+    peft_config = config.peft_config(model) if config.lora else None
     trainer = SFTTrainer(
         model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    if len(trainer.train_dataset) == 0:  # TRL drops examples whose answer tokens were all cut by max_length
+        raise DataError(
+            f"{config.data}: no example keeps an answer token within max_length={trl_config.max_length} "
+            f"(the longest has {truncation['max_tokens']} tokens); raise max_length"
+        )
     return trainer, original_template, truncation
