@@ -178,7 +178,16 @@ def test_port_in_use_is_one_line_before_the_model_loads(tmp_path, capsys):
 def test_ctrl_c_stops_serve_without_a_resume_message(tiny_model):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "saro.cli.main", "serve", str(tiny_model), "port=0"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # An earlier test or a background shell may leave SIGINT ignored, and a child inherits that: Python then installs
+    # no KeyboardInterrupt handler. A user's terminal delivers it by default, so the child starts with the default.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert "saro serve: " in process.stdout.readline()  # listening
         process.send_signal(signal.SIGINT)
