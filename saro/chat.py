@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from saro.errors import SaroError
@@ -108,12 +109,13 @@ def stop_token_ids(tokenizer) -> list[int]:
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
-def decode(tokenizer, ids: list[int]) -> str:
-    """Generated ids as text without special tokens, except the think markers (special tokens in some vocabularies)."""
+def token_decoder(tokenizer) -> Callable[[list[int]], str]:
+    """Generated ids -> text without special tokens, except the think markers (special tokens in some
+    vocabularies). The set to drop is built once: a stream decodes after every token."""
     keep = {THINK_OPEN, THINK_CLOSE}
     drop = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.all_special_tokens if t not in keep}
     drop |= {i for i, t in tokenizer.added_tokens_decoder.items() if t.special and t.content not in keep}
-    return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
+    return lambda ids: tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
 
 
 def keep_reasoning_for_training(tokenizer, name: str = "model") -> str | None:

@@ -35,10 +35,11 @@ def generate_batched(
     """
     import torch
 
-    from saro.chat import continue_turn, decode, render_prompt, stop_token_ids, whole_turn
+    from saro.chat import continue_turn, render_prompt, stop_token_ids, token_decoder, whole_turn
 
     tokenizer.padding_side = "left"
     eos = stop_token_ids(tokenizer)
+    decode = token_decoder(tokenizer)
     results: list[Generation] = []
     batches = range(0, len(conversations), batch_size)
     for start in tqdm(batches, desc=desc or "generating", unit="batch", disable=desc == ""):
@@ -64,7 +65,7 @@ def generate_batched(
             ids = row.tolist()
             ended = [i for i, t in enumerate(ids) if t in eos]
             length = ended[0] if ended else len([t for t in ids if t != tokenizer.pad_token_id])
-            text = decode(tokenizer, ids[:length]).strip()
+            text = decode(ids[:length]).strip()
             text = text if prefixes is not None else whole_turn(prompt, text)
             results.append(Generation(text, length, truncated=not ended))
     return results

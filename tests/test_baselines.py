@@ -25,16 +25,19 @@ def _rw_file(path, harmful: int, benign: int):
     return path
 
 
-def test_baseline_data_drops_reasoning_and_pairs_both_sides(tmp_path, tiny_model):
-    config = BaselineDataConfig(
-        rw_data=_rw_file(tmp_path / "rw.jsonl", harmful=12, benign=10),
+def _config(tmp_path, tiny_model, harmful: int, benign: int, **settings) -> BaselineDataConfig:
+    return BaselineDataConfig(
+        rw_data=_rw_file(tmp_path / "rw.jsonl", harmful=harmful, benign=benign),
         model=str(tiny_model),
         sft_output=tmp_path / "sft.jsonl",
         dpo_output=tmp_path / "dpo.jsonl",
-        max_pairs=8,
-        max_new_tokens=24,
-        temperature=1.0,  # the random-init model repeats one token when greedy
+        **settings,
     )
+
+
+def test_baseline_data_drops_reasoning_and_pairs_both_sides(tmp_path, tiny_model):
+    # temperature 1.0: the random-init model repeats one token when greedy
+    config = _config(tmp_path, tiny_model, 12, 10, max_pairs=8, max_new_tokens=24, temperature=1.0)
     counts = build_baseline_data(config)
     sft = [json.loads(line) for line in config.sft_output.read_text().splitlines()]
     assert len(sft) == counts["sft_records"] == 22  # one per prompt
@@ -75,13 +78,7 @@ def test_a_base_model_that_refuses_everything_gives_an_error_not_empty_pairs(tmp
         Generation("I can't help with that.", 6, False) for _ in conversations
     ]
     monkeypatch.setattr(baselines, "generate_batched", refusing)
-    config = BaselineDataConfig(
-        rw_data=_rw_file(tmp_path / "rw.jsonl", harmful=4, benign=4),
-        model=str(tiny_model),
-        sft_output=tmp_path / "sft.jsonl",
-        dpo_output=tmp_path / "dpo.jsonl",
-        max_pairs=4,
-    )
+    config = _config(tmp_path, tiny_model, 4, 4, max_pairs=4)
     with pytest.raises(DataError, match="no safety-DPO pairs"):
         build_baseline_data(config)
     assert not config.dpo_output.exists()

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from saro.chat import decode, opens_think, render_prompt, stop_token_ids
+from saro.chat import opens_think, render_prompt, stop_token_ids, token_decoder
 from saro.records import THINK_OPEN
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class BatchingEngine:
         self.tokenizer.padding_side = "left"
         self.max_batch_size, self.batch_wait = max_batch_size, batch_wait_ms / 1000
         self.eos = set(stop_token_ids(tokenizer))
+        self._decode = token_decoder(tokenizer)
         # Longer sequences than the model was built for fail or degrade after blocking the worker: refused up front.
         self.context = getattr(model.config, "max_position_embeddings", None)
         # Fast tokenizers keep padding settings as shared state: a request thread encoding without padding while
@@ -94,7 +95,7 @@ class BatchingEngine:
 
     def decode(self, ids: list[int]) -> str:
         with self.tokenizer_lock:
-            return decode(self.tokenizer, ids)
+            return self._decode(ids)
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
         """Queue a request; raises ValueError (the client's 400, not a failed batch) when the template rejects its
