@@ -319,14 +319,16 @@ def read_config_data(path, section: str, overrides: typing.Sequence[str], sectio
     """A section's mapping with `key=value` overrides applied (default < file < flag), and where it came from."""
     data, source = read_section(path, section, sections or (section,))
     extra = parse_overrides(overrides)
-    source.overridden = {source.prefix + leaf for leaf in _leaf_paths(extra)}
+    source.overridden = {source.prefix + path for path in _replaced_paths(data, extra)}
     return merge_mappings(data, extra), source
 
 
-def _leaf_paths(mapping: dict[str, Any], prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            yield from _leaf_paths(value, prefix + (str(key),))
+def _replaced_paths(base: dict[str, Any], extra: dict[str, Any], prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+    """The key paths whose value `merge_mappings(base, extra)` takes from `extra`: the override's leaves, or the
+    file's key itself where an override such as `samples.x=3` replaced a value that was not a mapping."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and value and isinstance(base.get(key), dict):
+            yield from _replaced_paths(base[key], value, prefix + (str(key),))
         else:
             yield prefix + (str(key),)
 

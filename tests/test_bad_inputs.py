@@ -544,8 +544,16 @@ def test_report_inside_an_input_folder_and_unnamed_source_are_one_line(tmp_path,
     [
         (["train", "srpo"], "pair_types=[xx]", "command line: train_srpo.pair_types: expected a non-empty subset"),
         (["analyze"], "analyses=[magic]", "command line: analyze.analyses: unknown analysis 'magic'"),
+        # an override that replaces a number in the file with a mapping
+        (["synth", "rw"], "samples.x=3", "command line: synth_rw.samples: expected an integer"),
+        # a check across several suites, on a list the command line gave
+        (
+            ["eval"],
+            "suites=[{name: a, type: capability, sources: [{name: easy}]}, {name: a, type: capability, sources: [{name: easy}]}]",
+            "command line: eval.suites: suite names must be unique",
+        ),
     ],
-    ids=["pair_types", "analyses"],
+    ids=["pair_types", "analyses", "replaced_number", "suite_names"],
 )
 def test_checked_list_value_from_the_command_line_is_blamed_on_it(
     tmp_path, tiny_model, capsys, command, override, expected

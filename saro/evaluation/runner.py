@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from saro.config import RangeChecked, config_hash, to_plain
+from saro.config import FieldError, RangeChecked, config_hash, to_plain
 from saro.errors import ConfigError
 from saro.evaluation.capability import item_correct
 from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
@@ -79,7 +79,7 @@ class EvalConfig(RangeChecked):
         super().__post_init__()
         names = [s.name for s in self.suites]
         if len(set(names)) != len(names):
-            raise ValueError(f"suite names must be unique, got {names}")
+            raise FieldError("suites", f"suite names must be unique, got {names}")
 
     @property
     def label(self) -> str:
