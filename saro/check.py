@@ -291,8 +291,12 @@ def _check(section: str, c, inputs: _Inputs, path: Path, sections) -> list[str]:
             if method.base.get("model"):
                 notes.append(inputs.model(method.base["model"], f"methods.{i}.base.model"))
             for key in ("data", "eval_data"):
-                if method.base.get(key):
-                    inputs.missing(method.base[key], f"methods.{i}.base.{key}")
+                file = method.base.get(key)
+                if file and Path(file).resolve().is_relative_to(Path(c.output).resolve()) and not Path(file).exists():
+                    # made between the sweep's methods (make compare: SRPO data from the chosen RW model)
+                    notes.append(f"methods.{i}.base.{key} made during the sweep, before method {method.name}")
+                elif file:
+                    inputs.missing(file, f"methods.{i}.base.{key}")
         settings = sum(len(m.settings) + len(m.ablations) for m in c.methods)
         return [f"{settings} settings", inputs.suites(c.validation, "validation.suites"), *notes]
     if section == "analyze":

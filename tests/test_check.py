@@ -98,6 +98,10 @@ def test_shipped_configs_pass_with_chained_inputs_made_by_their_sections_and_not
     report = next(line for line in lines if line.startswith(f"{compare}: report: ok"))
     assert "results made by eval" in report and "sweeps made by sweep" in report
     assert any(f"{compare}: eval: ok" in line and "6 of 6 suites built" in line for line in lines)
+    # The longer recipe alone: its sweep's SRPO data is made between the sweep's methods (make compare RECIPE=full)
+    assert main(["check", str(CONFIGS / "smollm2-full.yaml")]) == 0
+    sweep = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("sweep: ok"))
+    assert "base.data made during the sweep, before method srpo" in sweep
     assert not any(work.iterdir())  # no runs/, no folder, no file
 
 
