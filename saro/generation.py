@@ -27,8 +27,8 @@ def generate_batched(
 ) -> list[Generation]:
     """Generate one assistant turn per conversation, in the given order.
 
-    `prefixes` (one per conversation) start the assistant turns, teacher-forced: the model writes what follows, and
-    the result holds the continuation alone.
+    `prefixes` (one per conversation) start the assistant turns, teacher-forced: the model writes what follows
+    (trailing whitespace included), and the result holds the continuation alone.
 
     Batches are formed from consecutive conversations (callers that resume rely on a fixed batch composition to
     reproduce greedy outputs exactly), and padded on the left so every sequence ends where generation starts.
@@ -46,7 +46,9 @@ def generate_batched(
         batch = conversations[start : start + batch_size]
         texts = [render_prompt(tokenizer, c) for c in batch]
         if prefixes is not None:
-            texts = [continue_turn(t, p)[0] for t, p in zip(texts, prefixes[start : start + batch_size])]
+            # The prefix ends on a token boundary: a trailing "\n\n" is one token at the end of a prompt but two
+            # inside a trained turn, and after it SmolLM2 restarts its reasoning instead of answering.
+            texts = [continue_turn(t, p.rstrip())[0] for t, p in zip(texts, prefixes[start : start + batch_size])]
         inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(seed + start)
         sampling = (

@@ -104,7 +104,7 @@ def test_edits_do_not_apply_to_unnumbered_reasoning_or_missing_steps():
     assert edit_reasoning(cited_later, "swap_category", POLICY) is None  # only the policy step's citation counts
 
 
-def test_prefixed_generation_is_the_greedy_continuation_of_prompt_plus_prefix(tiny_model):
+def test_prefixed_generation_continues_prompt_plus_prefix_from_its_last_token_boundary(tiny_model):
     import torch
 
     from saro.chat import render_prompt
@@ -116,7 +116,10 @@ def test_prefixed_generation_is_the_greedy_continuation_of_prompt_plus_prefix(ti
     prefixes = ["<think>\n1. Request: x.\n</think>\n\n", "<think>\n5. Decision: refuse.\n</think>\n\n"]
     outputs = generate_batched(model, tokenizer, conversations, 6, batch_size=2, desc="", prefixes=prefixes)
     for conversation, prefix, output in zip(conversations, prefixes, outputs):
-        ids = tokenizer(render_prompt(tokenizer, conversation) + prefix, return_tensors="pt", add_special_tokens=False)
+        # not after the prefix's trailing "\n\n": trained turns never hold that token there, the model writes it
+        ids = tokenizer(
+            render_prompt(tokenizer, conversation) + prefix.rstrip(), return_tensors="pt", add_special_tokens=False
+        )
         with torch.inference_mode():
             alone = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         expected = tokenizer.decode(alone[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
@@ -269,6 +272,8 @@ def test_analyze_writes_every_section_for_every_model_resumes_and_reports(
     assert {"overlap-pca.png", "probes.png", "faithfulness.png", "analysis.json"} <= set(names)
     own = [g for _, g in read_jsonl(out / "faithfulness" / "base.own.jsonl")]
     assert len(own) == 8
+    sections = ["overlap", *(f"{a}.{m}" for m in ("base", "copy") for a in ("probes", "faithfulness")), "transfer.base"]
+    assert sorted(results["timings"]) == sorted(sections) and all(t >= 0 for t in results["timings"].values())
 
     lines = (out / "faithfulness" / "base.own.jsonl").read_text()
     assert main(["analyze", "--config", str(path)]) == 0  # finished sections are kept, nothing is regenerated

@@ -157,7 +157,8 @@ def counterfactual_generations(
         for edit in EDITS:
             edited = edit_reasoning(g["reasoning"], edit, policy) if g["reasoning"] else None
             if edited is not None:
-                todo.append((stable_id(g["id"], edit, max_new_tokens), g, edit, edited))
+                # "boundary": answers made before prefixes ended on a token boundary are not reused
+                todo.append((stable_id(g["id"], edit, max_new_tokens, "boundary"), g, edit, edited))
     ids = [t[0] for t in todo]
     with JsonlWriter(path) as writer:
         batches = pending_batches(todo, ids, writer.done_ids, batch_size)

@@ -153,11 +153,18 @@ def run_analysis(config: AnalyzeConfig) -> dict:
         results = {"config_hash": digest, "config": settings}
     results["prompts"] = {kind: sum(r.kind == kind for r in records) for kind in KINDS}
 
+    timings = results.setdefault("timings", {})  # seconds per section, so a user sees what to trim
+
+    def finish(section: str, since: float) -> None:
+        timings[section] = round(time.time() - since, 1)
+        _write(json_path, results)
+
     if "overlap" in config.analyses and "overlap" not in results:
         from saro.analysis.overlap import run_overlap
 
+        since = time.time()
         results["overlap"] = run_overlap(records, config.encoder, out, config.neighbours, config.folds, config.seed)
-        _write(json_path, results)
+        finish("overlap", since)
 
     first = next(iter(config.models), None)
     policy = load_policy()
@@ -170,16 +177,19 @@ def run_analysis(config: AnalyzeConfig) -> dict:
         if not pending:
             continue
         log.info("analyze %s (%s): %s", label, path, ", ".join(pending))
+        since = time.time()
         model, tokenizer = load_model(path), load_tokenizer(path)
         if "probes" in pending:
             from saro.analysis.probes import probe_contrasts, prompt_states
 
             states = prompt_states(model, tokenizer, [r.prompt for r in records], config.batch_size)
             results.setdefault("probes", {})[label] = probe_contrasts(states, records, config.folds, config.seed)
-            _write(json_path, results)
+            finish(f"probes.{label}", since)  # with the model's loading
+            since = time.time()
         if "transfer" in pending:
             results.setdefault("transfer", {})[label] = _transfer(model, tokenizer, transfer_sets, config)
-            _write(json_path, results)
+            finish(f"transfer.{label}", since)
+            since = time.time()
         if "faithfulness" in pending:
             from saro.analysis.faithfulness import (
                 counterfactual_generations,
@@ -209,7 +219,7 @@ def run_analysis(config: AnalyzeConfig) -> dict:
                 config.batch_size,
             )
             results.setdefault("faithfulness", {})[label] = faithfulness_metrics(own, edited, policy)
-            _write(json_path, results)
+            finish(f"faithfulness.{label}", since)
         del model
 
     figures = [*results.get("overlap", {}).get("figures", [])]
@@ -234,10 +244,16 @@ def _transfer(model, tokenizer, sets: dict, config: AnalyzeConfig) -> dict:
     """Each transfer pair and contrast: both sets' states, a probe per layer trained on one and scored on the other."""
     from saro.analysis.probes import CONTRASTS, contrast_labels, prompt_states, transfer_probe
 
-    results = {}
+    results, cache = {}, {}
+
+    def states_of(records: list[PromptRecord]):
+        key = tuple(r.id for r in records)  # pairs often share one validation set: its states are computed once
+        if key not in cache:
+            cache[key] = prompt_states(model, tokenizer, [r.prompt for r in records], config.batch_size)
+        return cache[key]
+
     for name, (train, test) in sets.items():
-        train_states = prompt_states(model, tokenizer, [r.prompt for r in train], config.batch_size)
-        test_states = prompt_states(model, tokenizer, [r.prompt for r in test], config.batch_size)
+        train_states, test_states = states_of(train), states_of(test)
         results[name] = {}
         for contrast in CONTRASTS:
             train_pos, train_labels = contrast_labels(train, contrast)
