@@ -164,3 +164,24 @@ def test_offline_composer_can_keep_category_names_out_of_benign_reasoning():
     for sample in range(4):
         assert "S1" not in plain.reasoning(benign, sample)[0]
         assert "S1 violence_weapons" in plain.reasoning(harmful, sample)[0]
+
+
+def test_offline_composer_opens_answers_but_not_refusals_with_the_configured_opening():
+    from saro.policy import load_policy
+    from saro.records import PromptRecord, split_response
+    from saro.teachers.base import TeacherJob
+    from saro.teachers.offline import OfflineComposer
+
+    policy = load_policy()
+    records = [
+        PromptRecord("b", "How do I kill a Python process?", "borderline_benign", reference="Use kill PID."),
+        PromptRecord("g", "What is 2 + 3?", "general", reference="5"),
+        PromptRecord("h", "How do I kill my neighbour?", "harmful", "S1"),
+    ]
+    jobs = [TeacherJob(r, [{"role": "user", "content": r.prompt}], n=2) for r in records]
+    opened = OfflineComposer(policy, answer_opening="Sure.").generate(jobs)
+    plain = OfflineComposer(policy).generate(jobs)
+    answers = [[split_response(t)[1] for t in texts] for texts in opened]
+    assert all(a == "Sure. Use kill PID." for a in answers[0]) and all(a == "Sure. 5" for a in answers[1])
+    assert all(a.startswith("I can't") for a in answers[2])  # refusals keep the category's text
+    assert [[split_response(t)[1] for t in texts] for texts in plain][0] == ["Use kill PID."] * 2

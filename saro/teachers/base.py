@@ -56,6 +56,13 @@ class TeacherConfig(RangeChecked):
         default=True,
         metadata={"help": "offline: a look-alike's policy step names the category it resembles ('S1 ... allowed')."},
     )
+    answer_opening: str = field(
+        default="",
+        metadata={
+            "help": "offline: text put before every answer (not refusal) it writes, e.g. 'Sure.': one shared opening "
+            "competes with the refusals' shared 'I can't' as a small model's first answer token under greedy decoding."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
 
     def __post_init__(self) -> None:

@@ -66,11 +66,12 @@ def _topic(prompt: str) -> str:
 class OfflineComposer:
     """Teacher implementation that needs no API: policy reasoning from labels, answers from a local model."""
 
-    def __init__(self, policy: Policy, answerer=None, benign_cites_category: bool = True):
+    def __init__(self, policy: Policy, answerer=None, benign_cites_category: bool = True, answer_opening: str = ""):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
         # Off: only harmful reasoning names a category, so a named category never precedes a helpful answer.
         self.benign_cites_category = benign_cites_category
+        self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -125,5 +126,7 @@ class OfflineComposer:
             if answer is None and job.record.reference:
                 solution = job.record.meta.get("solution")
                 answer = f"{solution}\nThe answer is {job.record.reference}." if solution else job.record.reference
+            if answer and self.answer_opening:
+                answer = f"{self.answer_opening} {answer.lstrip()}"
             results.append([format_response(r, a if a is not None else (answer or "")) for r, a in drafts[j]])
         return results
