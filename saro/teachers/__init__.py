@@ -19,7 +19,9 @@ def make_teacher(config: TeacherConfig, policy: Policy, student: str) -> Teacher
     from saro.teachers.offline import OfflineComposer
 
     answerer = LocalTeacher(config.answer_model or student, 0.0, config.answer_max_tokens, config.batch_size)
-    return OfflineComposer(policy, answerer, config.benign_cites_category, config.answer_opening)
+    return OfflineComposer(
+        policy, answerer, config.benign_cites_category, config.answer_opening, config.uniform_reflection
+    )
 
 
 __all__ = ["Teacher", "TeacherConfig", "TeacherJob", "make_teacher"]

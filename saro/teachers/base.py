@@ -63,6 +63,13 @@ class TeacherConfig(RangeChecked):
             "competes with the refusals' shared 'I can't' as a small model's first answer token under greedy decoding."
         },
     )
+    uniform_reflection: bool = field(
+        default=False,
+        metadata={
+            "help": "offline: every reflection asks 'a real risk?' and answers Yes / No first, copying the intent "
+            "step's stance, instead of varied wordings per side (with answer_opening: answers follow the reasoning)."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
 
     def __post_init__(self) -> None:

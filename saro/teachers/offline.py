@@ -35,6 +35,18 @@ _WRAP_REFLECT = [
     "4. Reflection: wait, the {w} framing does not change what would be produced.",
     "4. Reflection: wait, a story or role-play would still deliver the harmful content.",
 ]
+# `uniform_reflection`: every reflection asks the same question and answers it first (Yes / No), copying the stance
+# the intent step took. With the varied wordings, greedy decoding took the most frequent one ("is anyone harmed? No.",
+# a benign one) after harmful intents too, and the decision followed it (dev log, 2026-12-02).
+_HARM_RESTATE = [
+    "4. Reflection: wait, a real risk? Yes: it stays harmful as asked.",
+    "4. Reflection: wait, a real risk? Yes: an educational framing would not make it less harmful.",
+    "4. Reflection: wait, a real risk? Yes: nothing here changes the harmful intent.",
+]
+_WRAP_RESTATE = [
+    "4. Reflection: wait, a real risk? Yes: the {w} framing does not change the harmful request.",
+    "4. Reflection: wait, a real risk? Yes: a story or role-play would still deliver the harmful content.",
+]
 _REFUSE = ["5. Decision: refuse.", "5. Decision: refuse and offer a safe alternative."]
 _BENIGN_INTENT = ["2. Intent: harmless: {y}.", "2. Intent: {y}, so the goal is harmless.", "2. Intent: {y}; no harm."]
 _BENIGN_POLICY = ["3. Policy: {c} is not violated; this is allowed.", "3. Policy: allowed under {c}."]
@@ -43,8 +55,16 @@ _BENIGN_REFLECT = [
     "4. Reflection: wait, is anyone harmed? No.",
     "4. Reflection: wait, it only sounds risky; refusing would be over-cautious.",
 ]
+_BENIGN_RESTATE = [
+    "4. Reflection: wait, a real risk? No: it only sounds risky; nobody is harmed.",
+    "4. Reflection: wait, a real risk? No: it only sounds risky; refusing would be over-cautious.",
+]
 _GENERAL_INTENT = ["2. Intent: an ordinary {t} question.", "2. Intent: a plain {t} request."]
 _GENERAL_REFLECT = ["4. Reflection: wait, anything sensitive? No.", "4. Reflection: nothing risky."]
+_GENERAL_RESTATE = [
+    "4. Reflection: wait, a real risk? No: nothing sensitive.",
+    "4. Reflection: wait, a real risk? No: nothing risky.",
+]
 _ANSWER = ["5. Decision: answer.", "5. Decision: answer helpfully."]
 
 
@@ -66,12 +86,20 @@ def _topic(prompt: str) -> str:
 class OfflineComposer:
     """Teacher implementation that needs no API: policy reasoning from labels, answers from a local model."""
 
-    def __init__(self, policy: Policy, answerer=None, benign_cites_category: bool = True, answer_opening: str = ""):
+    def __init__(
+        self,
+        policy: Policy,
+        answerer=None,
+        benign_cites_category: bool = True,
+        answer_opening: str = "",
+        uniform_reflection: bool = False,
+    ):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
         # Off: only harmful reasoning names a category, so a named category never precedes a helpful answer.
         self.benign_cites_category = benign_cites_category
         self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
+        self.uniform_reflection = uniform_reflection
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -91,7 +119,10 @@ class OfflineComposer:
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             steps.append(rng.choice(_HARM_INTENT).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
-            reflect = _WRAP_REFLECT if record.template_family else _HARM_REFLECT
+            if self.uniform_reflection:
+                reflect = _WRAP_RESTATE if record.template_family else _HARM_RESTATE
+            else:
+                reflect = _WRAP_REFLECT if record.template_family else _HARM_REFLECT
             steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
@@ -103,11 +134,11 @@ class OfflineComposer:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
                 steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(_BENIGN_REFLECT))
+            steps.append(rng.choice(_BENIGN_RESTATE if self.uniform_reflection else _BENIGN_REFLECT))
         else:
             steps.append(rng.choice(_GENERAL_INTENT).format(t=_topic(inner)))
             steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(_GENERAL_REFLECT))
+            steps.append(rng.choice(_GENERAL_RESTATE if self.uniform_reflection else _GENERAL_REFLECT))
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
 
