@@ -323,7 +323,9 @@ def read_config_data(path, section: str, overrides: typing.Sequence[str], sectio
     return merge_mappings(data, extra), source
 
 
-def _replaced_paths(base: dict[str, Any], extra: dict[str, Any], prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+def _replaced_paths(
+    base: dict[str, Any], extra: dict[str, Any], prefix: tuple[str, ...] = ()
+) -> typing.Iterator[tuple[str, ...]]:
     """The key paths whose value `merge_mappings(base, extra)` takes from `extra`: the override's leaves, or the
     file's key itself where an override such as `samples.x=3` replaced a value that was not a mapping."""
     for key, value in extra.items():

@@ -272,7 +272,11 @@ def test_analyze_writes_every_section_for_every_model_resumes_and_reports(
     assert {"overlap-pca.png", "probes.png", "faithfulness.png", "analysis.json"} <= set(names)
     own = [g for _, g in read_jsonl(out / "faithfulness" / "base.own.jsonl")]
     assert len(own) == 8
-    sections = ["overlap", *(f"{a}.{m}" for m in ("base", "copy") for a in ("probes", "faithfulness")), "transfer.base"]
+    sections = [
+        "overlap",
+        *(f"{a}.{m}" for m in ("base", "copy") for a in ("probes", "faithfulness")),
+        "transfer.base",
+    ]
     assert sorted(results["timings"]) == sorted(sections) and all(t >= 0 for t in results["timings"].values())
 
     lines = (out / "faithfulness" / "base.own.jsonl").read_text()

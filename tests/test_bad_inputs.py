@@ -549,7 +549,8 @@ def test_report_inside_an_input_folder_and_unnamed_source_are_one_line(tmp_path,
         # a check across several suites, on a list the command line gave
         (
             ["eval"],
-            "suites=[{name: a, type: capability, sources: [{name: easy}]}, {name: a, type: capability, sources: [{name: easy}]}]",
+            "suites=[{name: a, type: capability, sources: [{name: easy}]},"
+            " {name: a, type: capability, sources: [{name: easy}]}]",
             "command line: eval.suites: suite names must be unique",
         ),
     ],
