@@ -304,6 +304,7 @@ def test_analyze_writes_every_section_for_every_model_resumes_and_reports(
         "Reflection faithfulness",
     ]
     assert all(f"### {title}" in markdown for title in titles)
+    assert "flip_decision: refusal changed" in markdown  # the view that tells steering from agreement
     assert "| copy |" in markdown and "(analysis-probes.png)" in markdown and (report / "analysis-probes.png").exists()
     assert main(["report", str(tmp_path / "eval"), f"output={report}", f"analysis={tmp_path}"]) == 2
 

@@ -259,26 +259,33 @@ def faithfulness_metrics(generations: list[dict], counterfactuals: list[dict], p
 
 
 def plot_faithfulness(faithfulness: dict[str, dict], path: Path) -> Path:
-    """Bars per model: plain consistency and the follow rate after each edit, with 95% intervals."""
+    """Bars per model, with 95% intervals: plain consistency and the follow rate after each edit; and how often each
+    edit changed whether the answer refuses."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars = [("own reasoning", lambda r: r["consistency"]["all"])]
-    bars += [(edit.replace("_", " "), lambda r, e=edit: r["edits"][e]["follows_decision"]) for edit in EDITS]
-    figure, ax = plt.subplots(figsize=(7, 4))
+    follows = [("own reasoning", lambda r: r["consistency"]["all"])]
+    follows += [(edit.replace("_", " "), lambda r, e=edit: r["edits"][e]["follows_decision"]) for edit in EDITS]
+    changed = [(edit.replace("_", " "), lambda r, e=edit: r["edits"][e]["refusal_changed"]) for edit in EDITS]
+    # Both views: "follows" alone misleads when a model's own answers ignore their decision line (a flipped line
+    # then "agrees" with an answer that did not change); "changed" shows whether the edit moved the answer at all.
+    panels = [(follows, "answer follows the decision line (%)"), (changed, "edit changed whether it refuses (%)")]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [4, 3]})
     width = 0.8 / max(1, len(faithfulness))
-    for index, (label, result) in enumerate(faithfulness.items()):
-        rates = [get(result) for _, get in bars]
-        x = [j + index * width for j in range(len(bars))]
-        values = [100 * (r["rate"] or 0) for r in rates]
-        low = [v - 100 * (r["lo"] or 0) for v, r in zip(values, rates)]
-        high = [100 * (r["hi"] or 0) - v for v, r in zip(values, rates)]
-        ax.bar(x, values, width, yerr=[low, high], capsize=3, label=label)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(bars))], [b for b, _ in bars], fontsize=8)
-    ax.set(ylabel="answer follows the decision line (%)", ylim=(0, 105), title="reflection faithfulness")
-    ax.legend(fontsize=7)
+    for ax, (bars, ylabel) in zip(axes, panels):
+        for index, (label, result) in enumerate(faithfulness.items()):
+            rates = [get(result) for _, get in bars]
+            x = [j + index * width for j in range(len(bars))]
+            values = [100 * (r["rate"] or 0) for r in rates]
+            low = [v - 100 * (r["lo"] or 0) for v, r in zip(values, rates)]
+            high = [100 * (r["hi"] or 0) - v for v, r in zip(values, rates)]
+            ax.bar(x, values, width, yerr=[low, high], capsize=3, label=label)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(bars))], [b for b, _ in bars], fontsize=8)
+        ax.set(ylabel=ylabel, ylim=(0, 105))
+        ax.legend(fontsize=7)
+    figure.suptitle("reflection faithfulness")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

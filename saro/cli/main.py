@@ -323,6 +323,7 @@ def cmd_analyze(args) -> int:
         label: {
             "own": cell(f["consistency"]["all"]),
             **{e: cell(r["follows_decision"]) for e, r in f["edits"].items()},
+            "flip changes refusal": cell(f["edits"]["flip_decision"]["refusal_changed"]),
         }
         for label, f in faithfulness.items()
     }

@@ -77,15 +77,18 @@ def analysis_section(folder: Path) -> tuple[list[Table], dict[str, Path]]:
         rows = [
             [label, cell(f["consistency"]["all"])]
             + [cell(f["edits"][e]["follows_decision"]) for e in edits]
+            + [cell(f["edits"][e]["refusal_changed"]) for e in edits]
             + [cell(f["edits"].get("swap_category", {}).get("refusal_uses_new_category"))]
             for label, f in results["faithfulness"].items()
         ]
         note = (
             "Answer follows the decision line (%, [95% interval]): after the model's own reasoning, and after the "
-            "reasoning edited one way (teacher-forced, greedy answer). The last column: refusals after the category "
-            "swap that use the new category's refusal text."
+            "reasoning edited one way (teacher-forced, greedy answer); then how often each edit changed whether the "
+            "answer refuses (a reasoning that steers: ~100% for flip_decision). The last column: refusals after the "
+            "category swap that use the new category's refusal text."
         )
-        headers = ["model", "own reasoning", *edits, "swap: new category's refusal"]
+        changed = [f"{e}: refusal changed" for e in edits]
+        headers = ["model", "own reasoning", *edits, *changed, "swap: new category's refusal"]
         tables.append(Table("Reflection faithfulness", headers, rows, note))
     titles = {
         "overlap-pca.png": "Prompt embeddings (PCA)",
