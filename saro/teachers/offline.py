@@ -66,6 +66,19 @@ _GENERAL_RESTATE = [
     "4. Reflection: wait, a real risk? No: nothing risky.",
 ]
 _ANSWER = ["5. Decision: answer.", "5. Decision: answer helpfully."]
+# Reflection wordings by side: "wrapped" is a harmful request inside a jailbreak template.
+_VARIED_REFLECT = {
+    "harmful": _HARM_REFLECT,
+    "wrapped": _WRAP_REFLECT,
+    "benign": _BENIGN_REFLECT,
+    "general": _GENERAL_REFLECT,
+}
+_UNIFORM_REFLECT = {
+    "harmful": _HARM_RESTATE,
+    "wrapped": _WRAP_RESTATE,
+    "benign": _BENIGN_RESTATE,
+    "general": _GENERAL_RESTATE,
+}
 
 
 def _shorten(text: str, limit: int = 160) -> str:
@@ -99,7 +112,7 @@ class OfflineComposer:
         # Off: only harmful reasoning names a category, so a named category never precedes a helpful answer.
         self.benign_cites_category = benign_cites_category
         self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
-        self.uniform_reflection = uniform_reflection
+        self.reflections = _UNIFORM_REFLECT if uniform_reflection else _VARIED_REFLECT
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -119,10 +132,7 @@ class OfflineComposer:
             harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
             steps.append(rng.choice(_HARM_INTENT).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
-            if self.uniform_reflection:
-                reflect = _WRAP_RESTATE if record.template_family else _HARM_RESTATE
-            else:
-                reflect = _WRAP_REFLECT if record.template_family else _HARM_REFLECT
+            reflect = self.reflections["wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
@@ -134,11 +144,11 @@ class OfflineComposer:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
                 steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(_BENIGN_RESTATE if self.uniform_reflection else _BENIGN_REFLECT))
+            steps.append(rng.choice(self.reflections["benign"]))
         else:
             steps.append(rng.choice(_GENERAL_INTENT).format(t=_topic(inner)))
             steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(_GENERAL_RESTATE if self.uniform_reflection else _GENERAL_REFLECT))
+            steps.append(rng.choice(self.reflections["general"]))
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
 
