@@ -137,11 +137,14 @@ def _finished(stage: Stage) -> bool:
     return first.is_dir() and (first / "saro_training.json").exists() or _manifest(first).exists()
 
 
-def run_pipeline(path: Path, overrides: list[str], redo_changed: bool = False, echo=print, report=None) -> dict:
+def run_pipeline(
+    path: Path, overrides: list[str], redo_changed: bool = False, echo=print, report=None, known_sections=()
+) -> dict:
     """Run the four stages of `path`; returns {stage: seconds or "skipped"}. `report(stage, result)` shows what
-    a stage returned (statistics, model folder)."""
-    sections = (*STAGES, "eval")
-    routed = split_run_overrides(overrides, sections)
+    a stage returned (statistics, model folder). `known_sections`: the other sections the file may hold (a recipe
+    that also configures the baselines, sweep and report), read by other commands."""
+    routed = split_run_overrides(overrides, (*STAGES, "eval"))
+    sections = (*STAGES, "eval", *known_sections)
     stages = build_stages(path, routed, sections)
     hashes, upstream = {}, ""
     for stage in stages:

@@ -338,7 +338,9 @@ def test_synthesis_samples_traces_from_an_endpoint(tmp_path, tiny_model, scripte
 
 def test_srpo_rounds_sample_and_start_from_the_previous_round(tmp_path, tiny_model):
     config = _run_config(tmp_path, tiny_model)
-    config.write_text(config.read_text().replace("  samples: 2\n", "  samples: 2\n  rounds: 2\n"))
+    # A recipe may also hold the comparison's sections (make full, then make compare RECIPE=full): run skips them.
+    recipe = config.read_text().replace("  samples: 2\n", "  samples: 2\n  rounds: 2\n")
+    config.write_text(recipe + "report:\n  results: [run/eval]\nsweep:\n  output: run/sweep\n")
     run = tmp_path / "run"
     assert main(["run", str(config)]) == 0
     first, second = run / "srpo-model", run / "srpo-model-r2"

@@ -159,7 +159,7 @@ def cmd_run(args) -> int:
             report_training(stage.split("_")[1], result)
 
     started = time.time()
-    timings = run_pipeline(args.config, args.overrides, args.redo_changed, report=report)
+    timings = run_pipeline(args.config, args.overrides, args.redo_changed, report=report, known_sections=SECTIONS)
     print(f"saro run: {timings}; total {time.time() - started:.0f}s")
     return 0
 
