@@ -243,6 +243,13 @@ def _load_pool(specs: list[SourceSpec], seed: int) -> list[PromptRecord]:
     return [r for r in dedupe([r for spec in specs for r in load_source(spec, seed)]) if r.kind in _BASE_KINDS]
 
 
+def _splittable(records: list[PromptRecord]) -> list[PromptRecord]:
+    """Records the validation, held-out and SRPO splits may draw: seed groups marked `train_only` (written after
+    those splits were fixed) only ever train, so adding them leaves every split, and every validation score
+    measured before them, exactly as it was."""
+    return [r for r in records if not r.meta.get("train_only")]
+
+
 def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     """Draw validation, held-out and training prompts, in that order, from disjoint groups.
 
@@ -255,7 +262,7 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     pool = _load_pool(config.sources, config.seed)
     validation: list[PromptRecord] = []
     if config.validation_per_kind:
-        val_pool = _load_pool(config.validation_sources or config.sources, config.seed)
+        val_pool = _splittable(_load_pool(config.validation_sources or config.sources, config.seed))
         val_rng = random.Random(f"{config.seed}:validation")
         val_groups = _choose_groups(val_pool, config.validation_per_kind, config.heldout_per_group, val_rng)
         for kind in _BASE_KINDS:
@@ -263,14 +270,17 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
                 val_pool, kind, val_groups, config.validation_per_kind, config.heldout_per_group, val_rng, config.seed
             )
         pool = [r for r in pool if _group(r) not in val_groups]
-    held = _choose_groups(pool, config.heldout_per_kind, config.heldout_per_group, rng)
+    held_pool = _splittable(pool)
+    held = _choose_groups(held_pool, config.heldout_per_kind, config.heldout_per_group, rng)
     heldout, train, srpo = [], [], []
     for kind in _BASE_KINDS:
-        heldout += _draw_held(pool, kind, held, config.heldout_per_kind, config.heldout_per_group, rng, config.seed)
+        heldout += _draw_held(
+            held_pool, kind, held, config.heldout_per_kind, config.heldout_per_group, rng, config.seed
+        )
     pool = [r for r in pool if _group(r) not in held]
     if config.srpo_per_kind:
         # SRPO samples the RW model where it has not been trained: whole groups RW never sees, plus extra pools.
-        srpo_pool = dedupe(pool + _load_pool(config.srpo_sources, config.seed))
+        srpo_pool = dedupe(_splittable(pool) + _load_pool(config.srpo_sources, config.seed))
         srpo_groups = _choose_groups(srpo_pool, config.srpo_per_kind, None, rng)
         for kind in _BASE_KINDS:
             candidates = [r for r in srpo_pool if r.kind == kind and _group(r) in srpo_groups]
