@@ -161,7 +161,7 @@ def test_train_only_seed_groups_train_and_leave_every_other_split_as_it_was(tmp_
     added = {r.meta["group"] for r in after.train} - {r.meta["group"] for r in before.train}
     assert added == {"trigger:test-only-a", "trigger:test-only-b"}
     assert all(r.meta["train_only"] for r in after.train if r.meta["group"] in added)
-    with_extra.write_text(with_extra.read_text().replace("train_only: true", "train_only: yes please", 1))
+    with_extra.write_text(with_extra.read_text().replace("    train_only: true", "    train_only: yes please", 1))
     with pytest.raises(DataError, match=r"seeds.yaml: contrast\[\d+\]: field 'train_only' must be true or false"):
         load_source(SourceSpec("seeds", str(with_extra)))
 
