@@ -155,12 +155,14 @@ def test_train_only_seed_groups_train_and_leave_every_other_split_as_it_was(tmp_
         srpo_per_kind={"harmful": 12, "borderline_benign": 12},
     )
     before = build_prompt_set(PromptSetConfig(**split_config))
-    after = build_prompt_set(PromptSetConfig(**split_config, sources=[SourceSpec("seeds", str(with_extra))]))
+    extra_sources = [SourceSpec("seeds", str(with_extra))]
+    assert build_prompt_set(PromptSetConfig(**split_config, sources=extra_sources)).train == before.train  # opt-in
+    after = build_prompt_set(PromptSetConfig(**split_config, sources=extra_sources, train_only_groups=True))
     for name in ("validation", "heldout", "srpo"):
         assert [r.id for r in getattr(after, name)] == [r.id for r in getattr(before, name)], name
     added = {r.meta["group"] for r in after.train} - {r.meta["group"] for r in before.train}
-    assert added == {"trigger:test-only-a", "trigger:test-only-b"}
-    assert all(r.meta["train_only"] for r in after.train if r.meta["group"] in added)
+    assert {"trigger:test-only-a", "trigger:test-only-b"} <= added
+    assert all(r.meta.get("train_only") for r in after.train if r.meta["group"] in added)
     with_extra.write_text(with_extra.read_text().replace("    train_only: true", "    train_only: yes please", 1))
     with pytest.raises(DataError, match=r"seeds.yaml: contrast\[\d+\]: field 'train_only' must be true or false"):
         load_source(SourceSpec("seeds", str(with_extra)))

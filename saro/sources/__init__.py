@@ -98,6 +98,10 @@ class PromptSetConfig(RangeChecked):
     srpo_sources: list[SourceSpec] = field(
         default_factory=list, metadata={"help": "Extra pools for the SRPO prompts only (e.g. coconot)."}
     )
+    # Off by default: in the demo's 299-prompt mix they crowd out the trigger-word types (dev log, session 6).
+    train_only_groups: bool = field(
+        default=False, metadata={"help": "Train on seed groups marked train_only too (never in any other split)."}
+    )
     exclude: list[SourceSpec] = field(default_factory=list, metadata={"help": "Eval sets to remove leaks against."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
 
@@ -260,6 +264,8 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     """
     rng = random.Random(config.seed)
     pool = _load_pool(config.sources, config.seed)
+    if not config.train_only_groups:
+        pool = _splittable(pool)
     validation: list[PromptRecord] = []
     if config.validation_per_kind:
         val_pool = _splittable(_load_pool(config.validation_sources or config.sources, config.seed))
