@@ -143,8 +143,9 @@ def run_pipeline(
     """Run the four stages of `path`; returns {stage: seconds or "skipped"}. `report(stage, result)` shows what
     a stage returned (statistics, model folder). `known_sections`: the other sections the file may hold (a recipe
     that also configures the baselines, sweep and report), read by other commands."""
-    routed = split_run_overrides(overrides, (*STAGES, "eval"))
-    sections = (*STAGES, "eval", *known_sections)
+    own = (*STAGES, "eval")
+    routed = split_run_overrides(overrides, own)
+    sections = (*own, *known_sections)
     stages = build_stages(path, routed, sections)
     hashes, upstream = {}, ""
     for stage in stages:

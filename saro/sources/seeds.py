@@ -69,6 +69,7 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
         train_only = group.get("train_only", False)
         if not isinstance(train_only, bool):
             raise DataError(f"{where}: field 'train_only' must be true or false")
+        marks = {"train_only": True} if train_only else {}  # never drawn into validation / held-out / SRPO
         group_id = f"trigger:{trigger}"  # splits keep a trigger's harmful and harmless sides together
         sides = [
             ("harmful", "harmful", category, {"harm": harm}),
@@ -82,8 +83,7 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
                 raise DataError(f"{where}: needs '{side}' actions or '{side}_prompts'")
             for prompt, action in prompts:
                 extra = {"action": action} if action else {}
-                extra |= {"train_only": True} if train_only else {}  # never drawn into validation / held-out / SRPO
-                add(prompt, kind, label, group_id, trigger=trigger, lookalike=lookalike, **extra, **readings)
+                add(prompt, kind, label, group_id, trigger=trigger, lookalike=lookalike, **extra, **marks, **readings)
     for i, group in enumerate(data.get("safe_contexts", [])):
         why = require(group, "why", f"{file}: safe_contexts[{i}]")
         for prompt in require(group, "prompts", f"{file}: safe_contexts[{i}]"):
