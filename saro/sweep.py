@@ -16,6 +16,7 @@ the validation suites are the only input to the score.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -198,6 +199,34 @@ def _train_once(config_path, method, setting, model_dir: Path, sections, echo, r
     return True
 
 
+def start_model(config_path: Path, method: SweepMethod, sections) -> str:
+    """The model every setting of `method` trains from (the stage section's `model`, or the method's `base`)."""
+    section = read_config_data(config_path, method.stage, [], sections)[0] | method.base
+    if "model" in section:
+        return str(section["model"])
+    stage_config = _stage_classes(method.stage)[0]
+    return str(next(f.default for f in dataclasses.fields(stage_config) if f.name == "model"))
+
+
+def validate_start(config: SweepConfig, method: SweepMethod, config_path: Path, sections, echo=print) -> dict:
+    """Score the starting model by the same rule, as the reference a setting must move from: the base model for
+    RW and the baselines, the chosen RW model for SRPO. Methods that share it share one folder (a rerun is free);
+    the folder is keyed by the model's resolved path, so a `chosen` link that moved is validated anew."""
+    from saro.evaluation.runner import run_eval
+
+    model = start_model(config_path, method, sections)
+    resolved = os.path.realpath(model) if os.path.exists(model) else model
+    key = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+    name = re.sub(r"[^\w.-]", "_", Path(resolved).name)
+    eval_dir = config.output / "start" / f"{name}-{key}" / "eval"
+    echo(f"saro sweep: {method.name}: validating the starting model {model}")
+    results = run_eval(dataclasses.replace(config.validation, model=model, output=eval_dir))
+    metrics = {item: rate(results, item) for item in config.select}
+    score = round(sum(metrics.values()) / len(metrics), 4)
+    echo(f"saro sweep: {method.name} start: score {score:.3f} {metrics}")
+    return {"model": model, "resolved": resolved, "eval": str(eval_dir), "metrics": metrics, "score": score}
+
+
 def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sections, echo=print) -> dict:
     """Train and validate every setting of `method` (skipping finished ones), choose, and write sweep.json."""
     from saro.evaluation.runner import run_eval
@@ -228,6 +257,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         )
         echo(f"saro sweep: {method.name} {label}: score {rows[-1]['score']:.3f} {metrics}")
     chosen = min(rows, key=lambda row: row["score"])  # first listed wins a tie
+    start = validate_start(config, method, config_path, sections, echo)
     ablations = []
     for ablation in method.ablations:  # e.g. SRPO with process pairs only: the chosen setting, one thing changed
         setting = chosen["setting"] | ablation
@@ -242,6 +272,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         "validation_suites": [s.name for s in config.validation.suites],
         "chosen": chosen["label"],
         "settings": rows,
+        "start": start,
         "ablations": ablations,
         "validation": to_plain(config.validation),
     }

@@ -80,6 +80,19 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
         training = json.loads((tmp_path / "sweep" / "rw" / row["label"] / "model" / "saro_training.json").read_text())
         assert training["trl"]["max_steps"] == row["setting"]["max_steps"]
         assert training["log_history"][-1]["step"] == row["setting"]["max_steps"]
+    # The model the settings train from is scored by the same rule: the reference a setting must move from.
+    start = summary["start"]
+    assert start["model"] == str(tiny_model)
+    start_results = json.loads((tmp_path / start["eval"].split(str(tmp_path) + "/")[-1] / "results.json").read_text())
+    assert start_results["suites"]["val_harmful"]["attack_success"]["n"] == 3
+    assert start["score"] == pytest.approx(
+        (
+            start_results["suites"]["val_harmful"]["attack_success"]["rate"]
+            + start_results["suites"]["val_lookalike"]["benign"]["over_refusal"]["rate"]
+        )
+        / 2,
+        abs=1e-4,
+    )
     best = min(summary["settings"], key=lambda row: row["score"])
     assert summary["chosen"] == best["label"]
     chosen = tmp_path / "sweep" / "rw" / "chosen"
@@ -103,13 +116,17 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     assert main(["report", best["eval"], f"sweeps=[{sweep_file}]", f"output={out}"]) == 0
     report = (out / "report.md").read_text()
     assert f"| rw | {best['label']} | {best['score']:.3f} |" in report
+    assert f"| rw | start: {tiny_model} | {start['score']:.3f} |" in report
     assert "Appendix: every setting tried" in report and report.count("| rw | max_steps-") == 3
 
     # A rerun trains and evaluates nothing again.
     weights = next((tmp_path / "sweep" / "rw" / "max_steps-1" / "model").glob("*.safetensors"))
     before = os.stat(weights).st_mtime_ns
+    start_generations = tmp_path / start["eval"].split(str(tmp_path) + "/")[-1] / "generations.jsonl"
+    start_before = os.stat(start_generations).st_mtime_ns
     run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
     assert os.stat(weights).st_mtime_ns == before
+    assert os.stat(start_generations).st_mtime_ns == start_before
 
     # A changed stage section would silently mix settings trained on other data: refused.
     config_path.write_text(yaml.safe_dump(_config(tmp_path, tiny_model, learning_rate=5.0e-3)))

@@ -341,23 +341,29 @@ def sweep_tables(paths: list[Path]) -> list[Table]:
         raise DataError("report: the sweeps were selected by different rules; compare methods chosen by one rule")
     note = (
         "Each method's settings were trained and scored on the validation prompts only (never on the suites "
-        f"above); score = mean of {', '.join(rule)} (lower is better); rates in %."
+        f"above); score = mean of {', '.join(rule)} (lower is better); rates in %. The starting model (the base "
+        "model, or the chosen RW model for SRPO) is scored by the same rule: what a method moved."
     )
+
+    def cells(method: str, label: str, row: dict) -> list[str]:
+        return [method, label, f"{row['score']:.3f}", *(_percent(row["metrics"][m]) for m in rule)]
+
     chosen_rows, all_rows = [], []
     for sweep in sweeps:
+        start = sweep.get("start")  # sweeps written before the starting model was validated have none
         for row in sweep["settings"]:
-            cells = [
-                sweep["method"],
-                row["label"],
-                f"{row['score']:.3f}",
-                *(_percent(row["metrics"][m]) for m in rule),
-            ]
-            all_rows.append(cells + ["yes" if row["label"] == sweep["chosen"] else ""])
+            all_rows.append(
+                cells(sweep["method"], row["label"], row) + ["yes" if row["label"] == sweep["chosen"] else ""]
+            )
             if row["label"] == sweep["chosen"]:
-                chosen_rows.append(cells)
+                chosen_rows.append(
+                    cells(sweep["method"], row["label"], row) + [f"{start['score']:.3f}" if start else "-"]
+                )
+        if start:
+            all_rows.append(cells(sweep["method"], f"start: {start['model']}", start) + [""])
     headers = ["method", "setting", "score", *rule]
     return [
-        Table("Model selection on the validation set", headers, chosen_rows, note),
+        Table("Model selection on the validation set", [*headers, "starting model's score"], chosen_rows, note),
         Table("Appendix: every setting tried", [*headers, "chosen"], all_rows),
     ]
 
