@@ -219,8 +219,14 @@ def validate_start(config: SweepConfig, method: SweepMethod, config_path: Path, 
     key = hashlib.sha256(resolved.encode()).hexdigest()[:8]
     name = re.sub(r"[^\w.-]", "_", Path(resolved).name)
     eval_dir = config.output / "start" / f"{name}-{key}" / "eval"
-    echo(f"saro sweep: {method.name}: validating the starting model {model}")
-    results = run_eval(dataclasses.replace(config.validation, model=model, output=eval_dir))
+    sibling = Path(resolved).parent / "eval"
+    if Path(resolved).name == "model" and (sibling / "results.json").exists():
+        # A setting an earlier method of this sweep validated (SRPO starts from the chosen RW model): its score.
+        eval_dir = sibling
+        results = json.loads((sibling / "results.json").read_text())
+    else:
+        echo(f"saro sweep: {method.name}: validating the starting model {model}")
+        results = run_eval(dataclasses.replace(config.validation, model=model, output=eval_dir))
     metrics = {item: rate(results, item) for item in config.select}
     score = round(sum(metrics.values()) / len(metrics), 4)
     echo(f"saro sweep: {method.name} start: score {score:.3f} {metrics}")

@@ -134,6 +134,27 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
         run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
 
 
+def test_a_method_starting_from_another_methods_chosen_model_reuses_its_validation(tmp_path, tiny_model):
+    # As SRPO starts from the chosen RW model: its starting score is the chosen setting's, not a second generation.
+    _files(tmp_path)
+    config = _config(tmp_path, tiny_model)
+    rw = config["sweep"]["methods"][0]
+    rw["settings"], rw["ablations"] = [{"max_steps": 1}], []
+    chosen = str(tmp_path / "sweep" / "rw" / "chosen")
+    config["sweep"]["methods"].append(
+        {"name": "next", "stage": "train_rw", "base": {"model": chosen}, "settings": [{"max_steps": 1}]}
+    )
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    first, second = run_sweep(config_path, [], SECTIONS, echo=lambda _: None)
+    assert first["start"]["model"] == str(tiny_model)
+    assert second["start"]["model"] == chosen
+    assert second["start"]["eval"] == first["settings"][0]["eval"]
+    assert second["start"]["score"] == first["settings"][0]["score"]
+    assert not (tmp_path / "sweep" / "start" / "model").exists()
+    assert len(list((tmp_path / "sweep" / "start").iterdir())) == 1  # the base model's folder only
+
+
 def _bad_select(config):
     config["sweep"]["select"] = ["val_missing.attack_success"]
 
