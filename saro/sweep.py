@@ -6,7 +6,8 @@ validation suites into `<output>/<method>/<label>/eval`; its score is the mean o
 (lower is better: attack success, over-refusal). `<output>/<method>/sweep.json` records every setting and score,
 and `<output>/<method>/chosen` links to the chosen model, for later stages and `saro eval` to use. `ablations`
 (e.g. SRPO's pair types) are trained from the chosen setting with one thing changed, into
-`<output>/<method>/ablations/<label>/model`, for the report; they are not selected. Settings that
+`<output>/<method>/ablations/<label>/model`, for the report; they are not selected. The model a method starts
+from is scored by the same rule (`start` in sweep.json): what a setting moved. Settings that
 are done (trained and evaluated) are skipped, so a killed sweep resumes. Selection never reads a reported suite:
 the validation suites are the only input to the score.
 
