@@ -120,6 +120,12 @@ def rate(results: dict, item: str) -> float:
     return round((value["k"] + truncated["k"]) / value["n"], 4)
 
 
+def _score(results: dict, select: list[str]) -> tuple[dict, float]:
+    """The rule's rates from a results.json, and their mean (the score; lower is better)."""
+    metrics = {item: rate(results, item) for item in select}
+    return metrics, round(sum(metrics.values()) / len(metrics), 4)
+
+
 def _overrides(method: SweepMethod, setting: dict, model_dir: Path) -> list[str]:
     merged = method.base | setting
     return [f"{key}={_yaml_value(value)}" for key, value in merged.items()] + [f"output_dir={model_dir}"]
@@ -217,19 +223,17 @@ def validate_start(config: SweepConfig, method: SweepMethod, config_path: Path, 
 
     model = start_model(config_path, method, sections)
     resolved = os.path.realpath(model) if os.path.exists(model) else model
-    key = hashlib.sha256(resolved.encode()).hexdigest()[:8]
-    name = re.sub(r"[^\w.-]", "_", Path(resolved).name)
-    eval_dir = config.output / "start" / f"{name}-{key}" / "eval"
-    sibling = Path(resolved).parent / "eval"
-    if Path(resolved).name == "model" and (sibling / "results.json").exists():
+    eval_dir = Path(resolved).parent / "eval"
+    if Path(resolved).name == "model" and (eval_dir / "results.json").exists():
         # A setting an earlier method of this sweep validated (SRPO starts from the chosen RW model): its score.
-        eval_dir = sibling
-        results = json.loads((sibling / "results.json").read_text())
+        results = json.loads((eval_dir / "results.json").read_text())
     else:
+        key = hashlib.sha256(resolved.encode()).hexdigest()[:8]
+        name = re.sub(r"[^\w.-]", "_", Path(resolved).name)
+        eval_dir = config.output / "start" / f"{name}-{key}" / "eval"
         echo(f"saro sweep: {method.name}: validating the starting model {model}")
         results = run_eval(dataclasses.replace(config.validation, model=model, output=eval_dir))
-    metrics = {item: rate(results, item) for item in config.select}
-    score = round(sum(metrics.values()) / len(metrics), 4)
+    metrics, score = _score(results, config.select)
     echo(f"saro sweep: {method.name} start: score {score:.3f} {metrics}")
     return {"model": model, "resolved": resolved, "eval": str(eval_dir), "metrics": metrics, "score": score}
 
@@ -250,7 +254,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         # Always run: finished generations are reused (0 s), a changed validation section is refused by eval.
         echo(f"saro sweep: {method.name} {label}: validating")
         results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
-        metrics = {item: rate(results, item) for item in config.select}
+        metrics, score = _score(results, config.select)
         rows.append(
             {
                 "label": label,
@@ -258,7 +262,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
                 "model": str(model_dir),
                 "eval": str(eval_dir),
                 "metrics": metrics,
-                "score": round(sum(metrics.values()) / len(metrics), 4),
+                "score": score,
                 "seconds": round(time.time() - started, 1),
             }
         )
