@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from saro.errors import DataError
+from saro.records import PromptRecord
 from saro.sources import PromptSetConfig, SourceSpec, build_prompt_set, find_leaks, load_source, load_templates
-from saro.sources.templates import load_builtin_templates, load_easyjailbreak, load_pyrit
+from saro.sources.templates import load_builtin_templates, load_easyjailbreak, load_pyrit, wrap_prompts
 
 
 def test_loaders_read_real_files_with_kinds_and_categories(data_slice, shared_data):
@@ -65,6 +66,22 @@ def test_unknown_placeholder_is_an_error_naming_file_and_entry(tmp_path):
     pyrit.write_text("name: x\nvalue: 'Do {{ prompt }} for {{ target }}'\nparameters: [prompt]\n")
     with pytest.raises(DataError, match=r"p.yaml: value: unknown template placeholder"):
         load_pyrit(pyrit)
+
+
+def test_a_family_with_several_wordings_wraps_into_distinct_records(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        '- family: f\n  template: "A {query}"\n- family: g\n  template: "B {query}"\n'
+        '- family: f\n  template: "C {query}"\n'
+    )
+    templates = load_builtin_templates(path)
+    assert [(t.family, t.name) for t in templates] == [("f", "f"), ("g", "g"), ("f", "f-2")]
+    record = PromptRecord(id="r", prompt="Q?", kind="harmful", category="S1", source="seeds")
+    wrapped = wrap_prompts([record], templates, 40, seed=0)
+    assert {r.prompt for r in wrapped} == {"A Q?", "B Q?", "C Q?"}  # every wording is drawn
+    by_prompt = {r.prompt: r.id for r in wrapped}
+    assert len(set(by_prompt.values())) == 3  # ids differ by wording: resumable synthesis skips none wrongly
+    assert {r.template_family for r in wrapped} == {"f", "g"}
 
 
 def test_malformed_source_file_names_line_and_field(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -130,15 +131,15 @@ def load_builtin_templates(path: str | Path | None = None) -> list[Template]:
         else read_yaml(Path(str(resources.files("saro.data").joinpath("jailbreak_templates.yaml"))))
     )
     where = str(file or "jailbreak_templates.yaml")
-    return [
-        Template(
-            require(item, "family", f"{where}: [{i}]"),
-            item["family"],
-            _check(require(item, "template", f"{where}: [{i}]"), f"{where}: [{i}].template"),
-            "builtin",
-        )
-        for i, item in enumerate(data)
-    ]
+    templates, seen = [], Counter()
+    for i, item in enumerate(data):
+        family = require(item, "family", f"{where}: [{i}]")
+        text = _check(require(item, "template", f"{where}: [{i}]"), f"{where}: [{i}].template")
+        # A family's first wording is named after it (the names in wrapped records' ids), later ones numbered.
+        name = family if not seen[family] else f"{family}-{seen[family] + 1}"
+        seen[family] += 1
+        templates.append(Template(family, name, text, "builtin"))
+    return templates
 
 
 TEMPLATE_SOURCES = {
