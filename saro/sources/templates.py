@@ -123,7 +123,8 @@ def load_garak(path: str | Path) -> list[Template]:
 
 
 def load_builtin_templates(path: str | Path | None = None) -> list[Template]:
-    """saro's own short wrappers, one per family (`saro/data/jailbreak_templates.yaml`)."""
+    """saro's own short wrappers (`saro/data/jailbreak_templates.yaml`, or a file of the same form): a family may
+    list several wordings."""
     file = Path(path) if path else None
     data = (
         read_yaml(file)
