@@ -91,3 +91,13 @@ def test_shipped_configs_validate(path):
             data, source = read_config_data(path, section, (), SECTIONS)
             ours, _ = split_trl_keys(data, *trained[section], source)
             build_dataclass(trained[section][0], ours, source)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "compare.yaml", "smollm2-full.yaml"])
+def test_cpu_recipes_train_srpo_with_the_sft_term(name):
+    """The embedded default's SRPO was validated with the SFT term (RPO; dev log, sessions 3 and 10): a recipe that
+    drops it silently sweeps another method than the one its comments describe. (The GPU recipes keep plain DPO.)"""
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / name).read_text())
+    srpo = data["train_srpo"]
+    assert srpo.get("loss_type") == ["sigmoid", "sft"], srpo.get("loss_type")
+    assert len(srpo.get("loss_weights", [])) == 2
