@@ -211,3 +211,28 @@ def test_uniform_reflections_ask_one_question_answered_by_the_side_and_judged_ri
             answer = refusal or "Use kill PID."
             assert judge_trace(record.kind, format_response(reasoning, answer)).good
         assert "a real risk?" not in varied.reasoning(record, 0)[0]
+
+
+def test_intent_can_quote_what_the_trigger_acts_on_before_any_stance():
+    from saro.policy import load_policy
+    from saro.preference.judge import judge_trace
+    from saro.records import PromptRecord, format_response
+    from saro.teachers.offline import OfflineComposer
+
+    def seed(kind, action, reading):
+        meta = {"action": action, "trigger": "slaughter", "harm" if kind == "harmful" else "why": reading}
+        return PromptRecord(kind[0], f"How do I {action}?", kind, "S1" if kind == "harmful" else "none", meta=meta)
+
+    benign = seed("borderline_benign", "slaughter the competition at a pub quiz", 'here "slaughter" means winning')
+    harmful = seed("harmful", "slaughter the family next door", 'here "slaughter" means killing people')
+    other = seed("borderline_benign", "win at cards, or slaughter them", "a game")  # the trigger does not open it
+    naming, plain = OfflineComposer(load_policy(), intent_names_target=True), OfflineComposer(load_policy())
+    for sample in range(6):
+        intent = naming.reasoning(benign, sample)[0].splitlines()[1]
+        assert intent.startswith('2. Intent: it is about "the competition at a pub quiz": here "slaughter" means')
+        assert intent.endswith(("so the goal is harmless.", "no harm."))
+        reasoning, refusal = naming.reasoning(harmful, sample)
+        assert reasoning.splitlines()[1].startswith('2. Intent: it is about "the family next door"')
+        assert judge_trace("harmful", format_response(reasoning, refusal)).good  # still a right trace to the judge
+        assert "it is about" not in naming.reasoning(other, sample)[0]
+        assert "it is about" not in plain.reasoning(benign, sample)[0]

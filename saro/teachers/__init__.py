@@ -20,7 +20,12 @@ def make_teacher(config: TeacherConfig, policy: Policy, student: str) -> Teacher
 
     answerer = LocalTeacher(config.answer_model or student, 0.0, config.answer_max_tokens, config.batch_size)
     return OfflineComposer(
-        policy, answerer, config.benign_cites_category, config.answer_opening, config.uniform_reflection
+        policy,
+        answerer,
+        config.benign_cites_category,
+        config.answer_opening,
+        config.uniform_reflection,
+        config.intent_names_target,
     )
 
 

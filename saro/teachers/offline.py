@@ -106,6 +106,7 @@ class OfflineComposer:
         benign_cites_category: bool = True,
         answer_opening: str = "",
         uniform_reflection: bool = False,
+        intent_names_target: bool = False,
     ):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
@@ -113,6 +114,7 @@ class OfflineComposer:
         self.benign_cites_category = benign_cites_category
         self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
         self.reflections = _UNIFORM_REFLECT if uniform_reflection else _VARIED_REFLECT
+        self.intent_names_target = intent_names_target
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -129,17 +131,19 @@ class OfflineComposer:
             ]
         if record.kind in HARMFUL_KINDS:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
-            harm = record.meta.get("harm") or category.definition.rstrip(".").lower()
-            steps.append(rng.choice(_HARM_INTENT).format(h=harm))
+            about = self._about(record)  # then the stance comes after the description, never first
+            harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
+            steps.append(rng.choice(_HARM_INTENT[1:] if about else _HARM_INTENT).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = self.reflections["wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
         if record.kind == "borderline_benign":
-            why = record.meta.get("why", "an everyday or educational request")
+            about = self._about(record)
+            why = about + record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
-            steps.append(rng.choice(_BENIGN_INTENT).format(y=why))
+            steps.append(rng.choice(_BENIGN_INTENT[1:] if about else _BENIGN_INTENT).format(y=why))
             if near in self.policy and self.benign_cites_category:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
@@ -151,6 +155,15 @@ class OfflineComposer:
             steps.append(rng.choice(self.reflections["general"]))
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
+
+    def _about(self, record: PromptRecord) -> str:
+        """'it is about "<target>": ' for a seed action that opens with its trigger word (with intent_names_target):
+        the harmful and harmless twins share the verb and differ in what it acts on, so that is what to read."""
+        action, trigger = record.meta.get("action"), record.meta.get("trigger")
+        if not (self.intent_names_target and action and trigger):
+            return ""
+        match = re.match(rf"{re.escape(trigger)}\b\s+(.+)", action, re.I)
+        return f'it is about "{match.group(1)}": ' if match else ""
 
     def generate(self, jobs: list[TeacherJob]) -> list[list[str]]:
         drafts = [[self.reasoning(job.record, s) for s in range(job.n)] for job in jobs]
