@@ -73,8 +73,8 @@ class TeacherConfig(RangeChecked):
     intent_names_target: bool = field(
         default=False,
         metadata={
-            "help": "offline: a seed action's intent step first quotes what the trigger word acts on ('it is about "
-            "\"the competition at a pub quiz\"') and reads the trigger from it, so the stance rests on the target."
+            "help": "offline: a seed action's intent step first quotes what the trigger word acts on (it is about "
+            "'the competition at a pub quiz') and reads the trigger from it, so the stance rests on the target."
         },
     )
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
