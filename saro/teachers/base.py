@@ -70,6 +70,13 @@ class TeacherConfig(RangeChecked):
             "step's stance, instead of varied wordings per side (with answer_opening: answers follow the reasoning)."
         },
     )
+    intent_label_last: bool = field(
+        default=False,
+        metadata={
+            "help": "offline: the intent step never opens with its stance ('Intent: harmful: ...'); it describes the "
+            "request first and labels it after, so the stance is not decided at the step's first token."
+        },
+    )
     intent_names_target: bool = field(
         default=False,
         metadata={

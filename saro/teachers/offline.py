@@ -107,6 +107,7 @@ class OfflineComposer:
         answer_opening: str = "",
         uniform_reflection: bool = False,
         intent_names_target: bool = False,
+        intent_label_last: bool = False,
     ):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
@@ -115,6 +116,8 @@ class OfflineComposer:
         self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
         self.reflections = _UNIFORM_REFLECT if uniform_reflection else _VARIED_REFLECT
         self.intent_names_target = intent_names_target
+        # SRPO raised the label-first form's first token ('harmful:') on every look-alike (dev log, session 11).
+        self.intent_label_last = intent_label_last
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -133,7 +136,7 @@ class OfflineComposer:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
             about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
-            steps.append(rng.choice(_HARM_INTENT[1:] if about else _HARM_INTENT).format(h=harm))
+            steps.append(rng.choice(self._intents(_HARM_INTENT, about)).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = self.reflections["wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
@@ -143,7 +146,7 @@ class OfflineComposer:
             about = self._about(record)
             why = about + record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
-            steps.append(rng.choice(_BENIGN_INTENT[1:] if about else _BENIGN_INTENT).format(y=why))
+            steps.append(rng.choice(self._intents(_BENIGN_INTENT, about)).format(y=why))
             if near in self.policy and self.benign_cites_category:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
@@ -155,6 +158,10 @@ class OfflineComposer:
             steps.append(rng.choice(self.reflections["general"]))
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
+
+    def _intents(self, wordings: list[str], about: str) -> list[str]:
+        """The intent wordings to draw from: without the label-first one (the first) when asked or after a target."""
+        return wordings[1:] if about or self.intent_label_last else wordings
 
     def _about(self, record: PromptRecord) -> str:
         """'it is about "<target>": ' for a seed action that opens with its trigger word (with intent_names_target):
