@@ -276,12 +276,21 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         # Trained from another chosen setting or other inputs: stale, and retrained.
         _train_once(config_path, method, setting, model_dir, sections, echo, replace_stale=True)
         ablations.append({"label": setting_label(ablation), "setting": setting, "model": str(model_dir)})
+    # The chosen setting is still linked (a method's result is one of its settings), but said plainly when the
+    # model it started from scores better: SRPO that moves the wrong way is a finding, not a result to report as one.
+    beats_start = chosen["score"] < start["score"]
+    if not beats_start:
+        echo(
+            f"saro sweep: {method.name}: no setting beats the starting model ({start['score']:.3f}); "
+            f"the best, {chosen['label']}, scores {chosen['score']:.3f}"
+        )
     summary = {
         "method": method.name,
         "stage": method.stage,
         "rule": {"minimize_mean_of": config.select},
         "validation_suites": [s.name for s in config.validation.suites],
         "chosen": chosen["label"],
+        "beats_start": beats_start,
         "settings": rows,
         "start": start,
         "ablations": ablations,

@@ -95,6 +95,7 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     )
     best = min(summary["settings"], key=lambda row: row["score"])
     assert summary["chosen"] == best["label"]
+    assert summary["beats_start"] == (best["score"] < start["score"])
     chosen = tmp_path / "sweep" / "rw" / "chosen"
     assert chosen.resolve() == (tmp_path / "sweep" / "rw" / best["label"] / "model").resolve()
     assert (chosen / "config.json").exists()
@@ -117,6 +118,14 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     report = (out / "report.md").read_text()
     assert f"| rw | {best['label']} | {best['score']:.3f} |" in report
     assert f"| rw | start: {tiny_model} | {start['score']:.3f} |" in report
+    marked = f"{start['score']:.3f} (no setting beats it) |" in report
+    assert marked == (not summary["beats_start"])
+    # A start that scores better than every setting is said in the chosen row, and by the sweep as it ends.
+    worse = dict(summary, start=dict(start, score=best["score"] - 0.01), beats_start=False)
+    sweep_file.write_text(json.dumps(worse))
+    assert main(["report", best["eval"], f"sweeps=[{sweep_file}]", f"output={out}"]) == 0
+    assert f"{best['score'] - 0.01:.3f} (no setting beats it) |" in (out / "report.md").read_text()
+    sweep_file.write_text(json.dumps(summary))
     assert "Appendix: every setting tried" in report and report.count("| rw | max_steps-") == 3
 
     # A rerun trains and evaluates nothing again.

@@ -356,9 +356,9 @@ def sweep_tables(paths: list[Path]) -> list[Table]:
                 cells(sweep["method"], row["label"], row) + ["yes" if row["label"] == sweep["chosen"] else ""]
             )
             if row["label"] == sweep["chosen"]:
-                chosen_rows.append(
-                    cells(sweep["method"], row["label"], row) + [f"{start['score']:.3f}" if start else "-"]
-                )
+                worse = start and start["score"] <= row["score"]
+                start_cell = f"{start['score']:.3f}" + (" (no setting beats it)" if worse else "") if start else "-"
+                chosen_rows.append(cells(sweep["method"], row["label"], row) + [start_cell])
         if start:
             all_rows.append(cells(sweep["method"], f"start: {start['model']}", start) + [""])
     headers = ["method", "setting", "score", *rule]
