@@ -213,3 +213,24 @@ def test_truncated_outputs_count_against_a_setting():
     assert rate(results, "h.attack_success") == 0.4 and rate(results, "o.over_refusal") == 0.75
     with pytest.raises(DataError, match="has no prompts for over_refusal"):
         rate(results, "empty.over_refusal")
+
+
+def test_equal_means_score_equal_so_the_first_listed_setting_wins_a_tie():
+    # Session 11: 0.175 + 0.1 + 0.25 + 0.15 and 0.175 + 0.05 + 0.3 + 0.15 differ in the last float bit; rounded
+    # to 4 decimals they became 0.1688 and 0.1687, and the later setting was chosen on noise.
+    from saro.sweep import _score
+
+    def results(*counts):
+        return {
+            "suites": {
+                f"s{i}": {"attack_success": {"k": k, "n": n}, "truncated": {"k": 0, "n": n}}
+                for i, (k, n) in enumerate(counts)
+            }
+        }
+
+    select = [f"s{i}.attack_success" for i in range(4)]
+    first = _score(results((7, 40), (4, 40), (10, 40), (3, 20)), select)[1]
+    second = _score(results((7, 40), (2, 40), (12, 40), (3, 20)), select)[1]
+    assert first == second == pytest.approx(0.16875)
+    rows = [{"label": "first", "score": first}, {"label": "second", "score": second}]
+    assert min(rows, key=lambda row: row["score"])["label"] == "first"
