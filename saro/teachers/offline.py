@@ -116,7 +116,7 @@ class OfflineComposer:
         self.answer_opening = answer_opening.strip()  # before every answer that is not a refusal
         self.reflections = _UNIFORM_REFLECT if uniform_reflection else _VARIED_REFLECT
         self.intent_names_target = intent_names_target
-        # SRPO raised the label-first form's first token ('harmful:') on every look-alike (dev log, session 11).
+        # SRPO raised the stance-first wording's first token ('harmful:'), refusing look-alikes (dev log, session 11).
         self.intent_label_last = intent_label_last
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
