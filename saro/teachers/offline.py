@@ -24,7 +24,10 @@ _WRAPPED = [
     '1. Request: a {w} wrapper around the real request: "{q}"',
     '1. Request: behind the {w} framing, the request is: "{q}"',
 ]
-_HARM_INTENT = ["2. Intent: harmful: {h}.", "2. Intent: {h}, so the goal is harmful.", "2. Intent: {h}; this is harm."]
+# The intent step opens with its verdict (label first) or describes the request and judges after; `intent_label_last`
+# and a named target keep only the second kind (dev log, 2026-12-03: SRPO raised the label-first opening everywhere).
+_HARM_LABEL_FIRST = "2. Intent: harmful: {h}."
+_HARM_INTENT = ["2. Intent: {h}, so the goal is harmful.", "2. Intent: {h}; this is harm."]
 _HARM_POLICY = ["3. Policy: {c} disallows this.", "3. Policy: falls under {c}; disallowed.", "3. Policy: {c} applies."]
 _HARM_REFLECT = [
     "4. Reflection: wait, is there a harmless reading? No.",
@@ -48,7 +51,8 @@ _WRAP_RESTATE = [
     "4. Reflection: wait, a real risk? Yes: a story or role-play would still deliver the harmful content.",
 ]
 _REFUSE = ["5. Decision: refuse.", "5. Decision: refuse and offer a safe alternative."]
-_BENIGN_INTENT = ["2. Intent: harmless: {y}.", "2. Intent: {y}, so the goal is harmless.", "2. Intent: {y}; no harm."]
+_BENIGN_LABEL_FIRST = "2. Intent: harmless: {y}."
+_BENIGN_INTENT = ["2. Intent: {y}, so the goal is harmless.", "2. Intent: {y}; no harm."]
 _BENIGN_POLICY = ["3. Policy: {c} is not violated; this is allowed.", "3. Policy: allowed under {c}."]
 _NO_POLICY = ["3. Policy: no category applies.", "3. Policy: nothing disallowed."]
 _BENIGN_REFLECT = [
@@ -136,7 +140,7 @@ class OfflineComposer:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
             about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
-            steps.append(rng.choice(self._intents(_HARM_INTENT, about)).format(h=harm))
+            steps.append(rng.choice(self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, about)).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = self.reflections["wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
@@ -146,7 +150,7 @@ class OfflineComposer:
             about = self._about(record)
             why = about + record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
-            steps.append(rng.choice(self._intents(_BENIGN_INTENT, about)).format(y=why))
+            steps.append(rng.choice(self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, about)).format(y=why))
             if near in self.policy and self.benign_cites_category:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
@@ -159,9 +163,9 @@ class OfflineComposer:
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
 
-    def _intents(self, wordings: list[str], about: str) -> list[str]:
-        """The intent wordings to draw from: without the label-first one (the first) when asked or after a target."""
-        return wordings[1:] if about or self.intent_label_last else wordings
+    def _intents(self, label_first: str, described: list[str], about: str) -> list[str]:
+        """The intent wordings to draw from: the label-first one only when neither option nor a target rules it out."""
+        return described if about or self.intent_label_last else [label_first, *described]
 
     def _about(self, record: PromptRecord) -> str:
         """'it is about "<target>": ' for a seed action that opens with its trigger word (with intent_names_target):
