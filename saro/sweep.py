@@ -128,6 +128,11 @@ def _score(results: dict, select: list[str]) -> tuple[dict, float]:
     return metrics, round(sum(metrics.values()) / len(metrics), 9)
 
 
+def choose_setting(rows: list[dict]) -> dict:
+    """The setting with the lowest score; the first listed wins a tie (the declared rule)."""
+    return min(rows, key=lambda row: row["score"])
+
+
 def _overrides(method: SweepMethod, setting: dict, model_dir: Path) -> list[str]:
     merged = method.base | setting
     return [f"{key}={_yaml_value(value)}" for key, value in merged.items()] + [f"output_dir={model_dir}"]
@@ -269,7 +274,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
             }
         )
         echo(f"saro sweep: {method.name} {label}: score {rows[-1]['score']:.3f} {metrics}")
-    chosen = min(rows, key=lambda row: row["score"])  # first listed wins a tie
+    chosen = choose_setting(rows)
     start = validate_start(config, method, config_path, sections, echo)
     ablations = []
     for ablation in method.ablations:  # e.g. SRPO with process pairs only: the chosen setting, one thing changed
