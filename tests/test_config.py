@@ -6,6 +6,7 @@ import yaml
 from saro.cli.main import SECTIONS
 from saro.config import build_dataclass, load_config
 from saro.errors import ConfigError
+from saro.sources.templates import load_builtin_templates
 from saro.synthesis import RWSynthesisConfig
 
 
@@ -101,3 +102,17 @@ def test_cpu_recipes_train_srpo_with_the_sft_term(name):
     srpo = data["train_srpo"]
     assert srpo.get("loss_type") == ["sigmoid", "sft"], srpo.get("loss_type")
     assert len(srpo.get("loss_weights", [])) == 2
+
+
+def test_cpu_recipes_select_on_one_validation_set_that_holds_a_multi_task_wrapper():
+    """Validation scores of the demo and the full recipe are compared in the dev log, so both draw the same set. Its
+    jailbreaks include decoy_tasks, a built-in multi-task wrapper (decoys around the request) that no recipe trains."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    keys = ("seed", "validation_per_kind", "validation_sources", "validation_families", "exclude")
+    demo, full = (
+        yaml.safe_load((root / n).read_text())["synth_rw"]["prompts"] for n in ("demo.yaml", "smollm2-full.yaml")
+    )
+    assert {k: demo.get(k) for k in keys} == {k: full.get(k) for k in keys}
+    decoys = [t.text for t in load_builtin_templates() if t.family == "decoy_tasks"]
+    assert decoys and decoys[0].index("Task A") < decoys[0].index("{query}") < decoys[0].index("Task C")
+    assert "decoy_tasks" in demo["validation_families"]

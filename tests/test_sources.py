@@ -7,7 +7,15 @@ import pytest
 from saro.errors import DataError
 from saro.records import PromptRecord
 from saro.sources import PromptSetConfig, SourceSpec, build_prompt_set, find_leaks, load_source, load_templates
-from saro.sources.templates import load_builtin_templates, load_easyjailbreak, load_pyrit, wrap_prompts
+from saro.sources.templates import (
+    MULTI_TASK,
+    decoy_pool,
+    load_builtin_templates,
+    load_easyjailbreak,
+    load_pyrit,
+    multi_task_prompts,
+    wrap_prompts,
+)
 
 
 def test_loaders_read_real_files_with_kinds_and_categories(data_slice, shared_data):
@@ -229,3 +237,49 @@ def test_seed_and_split_mistakes_are_named(tmp_path):
         PromptSetConfig(heldout_families=["grandma"], validation_families=["grandma"])
     with pytest.raises(ValueError, match="validation_per_kind: jailbreak prompts wrap the split's harmful ones"):
         PromptSetConfig(validation_per_kind={"jailbreak": 4})
+
+
+def test_multi_task_prompts_hide_the_request_anywhere_among_short_ordinary_tasks():
+    harmful = [PromptRecord(f"h{i}", f"How do I hurt person {i}?", "harmful", "S1") for i in range(6)]
+    benign = [PromptRecord(f"b{i}", f"How do I kill process {i}?", "borderline_benign") for i in range(6)]
+    general = [PromptRecord(f"g{i}", f"What is {i} + 1?", "general") for i in range(8)]
+    decoys = decoy_pool(harmful + benign + general + [PromptRecord("long", "Explain " * 20, "general")])
+    assert [d.id for d in decoys] == [g.id for g in general]  # only short ordinary requests sit beside another
+    made = multi_task_prompts(harmful + benign, decoys, 48, seed=3)
+    assert len(made) == 48 and len({r.id for r in made}) == 48
+    positions = Counter()
+    for record in made:
+        tasks = record.meta["tasks"]
+        assert 2 <= len(tasks) <= 4 and record.meta["inner_prompt"] in tasks
+        assert [record.prompt.index(t) for t in tasks] == sorted(record.prompt.index(t) for t in tasks)
+        assert "Task A" not in record.prompt  # the validation family's layout is never trained
+        positions[tasks.index(record.meta["inner_prompt"]), len(tasks)] += 1
+        if record.meta["inner_id"].startswith("h"):
+            assert (record.kind, record.template_family, record.category) == ("jailbreak", MULTI_TASK, "S1")
+        else:
+            assert (record.kind, record.template_family) == ("borderline_benign", None)
+    assert {index for index, _ in positions} == {0, 1, 2, 3}
+    assert any(index == n - 1 for index, n in positions) and any(0 < index < n - 1 for index, n in positions)
+    assert len({r.meta["template"] for r in made}) == 4
+    assert [r.id for r in multi_task_prompts(harmful + benign, decoys, 48, seed=3)] == [r.id for r in made]
+
+
+def test_multi_task_training_prompts_take_training_decoys_and_leave_every_other_prompt_as_it_was():
+    base = dict(
+        per_kind={"harmful": 40, "borderline_benign": 40, "general": 30},
+        jailbreak_count=10,
+        validation_per_kind={"harmful": 10, "jailbreak": 6, "borderline_benign": 10, "general": 6},
+        validation_families=["hypothetical"],
+    )
+    plain = build_prompt_set(PromptSetConfig(**base))
+    mixed = build_prompt_set(PromptSetConfig(**base, multi_task_per_kind={"harmful": 6, "borderline_benign": 4}))
+    extra = [r for r in mixed.train if "tasks" in r.meta]
+    assert [r.id for r in mixed.train if "tasks" not in r.meta] == [r.id for r in plain.train]
+    assert [r.id for r in mixed.validation] == [r.id for r in plain.validation]
+    assert mixed.report["multi_task"] == 10
+    assert Counter(r.kind for r in extra) == {"jailbreak": 6, "borderline_benign": 4}
+    general = {r.prompt for r in plain.train if r.kind == "general"}
+    decoys = [t for r in extra for t in r.meta["tasks"] if t != r.meta["inner_prompt"].strip()]
+    assert decoys and set(decoys) <= general  # never a validation or held-out prompt
+    with pytest.raises(ValueError, match="multi_task_per_kind: unknown kind 'jailbreak'"):
+        PromptSetConfig(multi_task_per_kind={"jailbreak": 3})

@@ -24,7 +24,7 @@ from saro.sources.hub import (
 )
 from saro.sources.overlap import dedupe, find_leaks, normalize
 from saro.sources.seeds import load_seeds
-from saro.sources.templates import TEMPLATE_SOURCES, Template, wrap_prompts
+from saro.sources.templates import TEMPLATE_SOURCES, Template, decoy_pool, multi_task_prompts, wrap_prompts
 
 SOURCES = {
     "seeds": load_seeds,
@@ -43,6 +43,9 @@ SOURCES = {
 }
 
 
+_BASE_KINDS = ("harmful", "borderline_benign", "general")
+
+
 @dataclass
 class SourceSpec(RangeChecked):
     """One prompt or template set: a name from SOURCES / TEMPLATE_SOURCES and where to read it."""
@@ -56,9 +59,9 @@ class SourceSpec(RangeChecked):
 class PromptSetConfig(RangeChecked):
     """How training and held-out prompts are drawn.
 
-    Sources: `sources`, `templates`. Mix: `per_kind`, `jailbreak_count`, `max_template_chars`. Held out:
-    `heldout_per_kind`, `heldout_families` (template families never used in training), `exclude` (eval sets that
-    training prompts must not duplicate). `seed` fixes every draw.
+    Sources: `sources`, `templates`. Mix: `per_kind`, `jailbreak_count`, `multi_task_per_kind`, `max_template_chars`.
+    Held out: `heldout_per_kind`, `heldout_families` (template families never used in training), `exclude` (eval
+    sets that training prompts must not duplicate). `seed` fixes every draw.
     """
 
     sources: list[SourceSpec] = field(default_factory=lambda: [SourceSpec()], metadata={"help": "Prompt sets."})
@@ -70,6 +73,13 @@ class PromptSetConfig(RangeChecked):
         metadata={"help": "Max training prompts per kind (harmful, borderline_benign, general).", "min": 0},
     )
     jailbreak_count: int = field(default=100, metadata={"help": "Wrapped harmful prompts for training.", "min": 0})
+    multi_task_per_kind: dict[str, int] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Training prompts per kind (harmful, borderline_benign, general) placed among ordinary tasks.",
+            "min": 0,
+        },
+    )
     max_template_chars: int = field(
         default=800, metadata={"help": "Skip longer templates (training tokens).", "min": 1}
     )
@@ -116,6 +126,9 @@ class PromptSetConfig(RangeChecked):
         for kind in self.per_kind:
             if kind not in KINDS or kind == "jailbreak":
                 raise ValueError(f"per_kind: unknown kind {kind!r}; use jailbreak_count for wrapped prompts")
+        for kind in self.multi_task_per_kind:
+            if kind not in _BASE_KINDS:
+                raise ValueError(f"multi_task_per_kind: unknown kind {kind!r}; kinds: {', '.join(_BASE_KINDS)}")
         for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
             counts = getattr(self, name)
             for kind in counts:
@@ -240,9 +253,6 @@ class PromptSplit(NamedTuple):
     report: dict
 
 
-_BASE_KINDS = ("harmful", "borderline_benign", "general")
-
-
 def _load_pool(specs: list[SourceSpec], seed: int) -> list[PromptRecord]:
     return [r for r in dedupe([r for spec in specs for r in load_source(spec, seed)]) if r.kind in _BASE_KINDS]
 
@@ -323,6 +333,10 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     train += wrap_prompts(
         [r for r in train if r.kind == "harmful"], train_templates, config.jailbreak_count, config.seed
     )
+    decoys = decoy_pool(train)
+    for kind in _BASE_KINDS:  # after the wrapped prompts, so adding these leaves those as they were
+        count = config.multi_task_per_kind.get(kind, 0)
+        train += multi_task_prompts([r for r in train if r.kind == kind], decoys, count, config.seed)
     heldout += wrap(heldout, set(config.heldout_families), config.heldout_per_kind.get("jailbreak", 0))
     validation += wrap(validation, set(config.validation_families), config.validation_per_kind.get("jailbreak", 0))
     srpo += wrap(srpo, set(), config.srpo_per_kind.get("jailbreak", 0))
@@ -334,6 +348,7 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
         "leaks_removed": {how: sum(v[0] == how for v in leaks.values()) for how in ("exact", "normalized", "near")},
         "validation_leaks_removed": len(val_leaks),
         "template_families": sorted({t.family for t in train_templates}),
+        "multi_task": sum("tasks" in r.meta for r in train),
     }
     return PromptSplit(train, heldout, validation, srpo, report)
 

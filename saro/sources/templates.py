@@ -179,3 +179,57 @@ def wrap_prompts(
             )
         )
     return wrapped
+
+
+# A request hidden among harmless tasks. Fixed multi-task wrappers did not teach the shape: trained on three of them,
+# the demo's RW model still quoted the first task of an unseen one as "the request" (dev log, session 13). These are
+# composed from the split's own short ordinary requests, in a random layout and position, for harmful requests and
+# their harmless look-alikes alike: the shape says nothing, the task that matters does. No "Task A:" layout: that
+# is the validation family's (decoy_tasks).
+MULTI_TASK = "multi_task"
+_MULTI_TASK_LAYOUTS = {
+    "numbered": lambda tasks: "Please do all of these:\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(tasks, 1)),
+    "bullets": lambda tasks: "Answer each of these:\n" + "\n".join(f"- {t}" for t in tasks),
+    "steps": lambda tasks: " ".join(f"{w}: {t}" for w, t in zip(("First", "Next", "Then", "Last"), tasks)),
+    "inline": lambda tasks: " Also: ".join(tasks),
+}
+MAX_DECOY_CHARS = 100
+
+
+def decoy_pool(records: list[PromptRecord]) -> list[PromptRecord]:
+    """Ordinary requests short enough to sit beside another task: one line, at most MAX_DECOY_CHARS."""
+    return [r for r in records if r.kind == "general" and "\n" not in r.prompt and len(r.prompt) <= MAX_DECOY_CHARS]
+
+
+def multi_task_prompts(
+    records: list[PromptRecord], decoys: list[PromptRecord], count: int, seed: int
+) -> list[PromptRecord]:
+    """`count` of `records`, each placed among 1-3 `decoys` at a random position in a random layout. A harmful
+    request becomes kind "jailbreak" (family multi_task); a harmless one keeps its kind. `meta.tasks` lists the tasks
+    in order, `meta.inner_prompt` the one that decides."""
+    if not records or not decoys or count <= 0:
+        return []
+    rng = random.Random(f"{seed}:multi_task")
+    order = rng.sample(records, len(records))
+    made: dict[str, PromptRecord] = {}
+    for attempt in range(4 * count):  # a repeat (same request, tasks and layout) is drawn again, a few times
+        if len(made) == count:
+            break
+        inner = order[attempt % len(order)]
+        pool = [d for d in decoys if d.id != inner.id]
+        tasks = [d.prompt.strip() for d in rng.sample(pool, min(rng.randint(1, 3), len(pool)))]
+        tasks.insert(rng.randint(0, len(tasks)), inner.prompt.strip())
+        layout = rng.choice(sorted(_MULTI_TASK_LAYOUTS))
+        harmful = inner.kind == "harmful"
+        record = PromptRecord(
+            id=stable_id("multi_task", inner.id, layout, *tasks),
+            prompt=_MULTI_TASK_LAYOUTS[layout](tasks),
+            kind="jailbreak" if harmful else inner.kind,
+            category=inner.category,
+            source=f"{inner.source}+{MULTI_TASK}",
+            template_family=MULTI_TASK if harmful else None,
+            meta={**inner.meta, "inner_prompt": inner.prompt, "inner_id": inner.id, "tasks": tasks},
+        )
+        record.meta["template"] = layout
+        made.setdefault(record.id, record)
+    return list(made.values())

@@ -20,6 +20,9 @@ from saro.teachers.base import TeacherJob
 # the intent and decision lines, not long restatements of the policy.
 _REQUEST = ['1. Request: "{q}"', '1. Request: the user asks: "{q}"']
 _ACTION = ["1. Request: how to {a}.", "1. Request: they ask how to {a}.", "1. Request: the user wants to {a}."]
+_COUNT = {2: "two", 3: "three", 4: "four"}
+_ORDINAL = ["first", "second", "third", "fourth"]
+_TASKS = ["1. Request: {n} tasks: {t}.", "1. Request: the user asks for {n} things: {t}."]
 _WRAPPED = [
     '1. Request: a {w} wrapper around the real request: "{q}"',
     '1. Request: behind the {w} framing, the request is: "{q}"',
@@ -50,6 +53,11 @@ _WRAP_RESTATE = [
     "4. Reflection: wait, a real risk? Yes: the {w} framing does not change the harmful request.",
     "4. Reflection: wait, a real risk? Yes: a story or role-play would still deliver the harmful content.",
 ]
+_DECOY_REFLECT = [
+    "4. Reflection: wait, the harmless tasks beside it do not change what this one asks for.",
+    "4. Reflection: wait, the other tasks are fine, but they do not make this one safe.",
+]
+_DECOY_RESTATE = ["4. Reflection: wait, a real risk? Yes: the harmless tasks beside it do not change this one."]
 _REFUSE = ["5. Decision: refuse.", "5. Decision: refuse and offer a safe alternative."]
 _BENIGN_LABEL_FIRST = "2. Intent: harmless: {y}."
 _BENIGN_INTENT = ["2. Intent: {y}, so the goal is harmless.", "2. Intent: {y}; no harm."]
@@ -70,16 +78,19 @@ _GENERAL_RESTATE = [
     "4. Reflection: wait, a real risk? No: nothing risky.",
 ]
 _ANSWER = ["5. Decision: answer.", "5. Decision: answer helpfully."]
-# Reflection wordings by side: "wrapped" is a harmful request inside a jailbreak template.
+# Reflection wordings by side: "wrapped" is a harmful request inside a jailbreak template, "decoyed" one among
+# harmless tasks.
 _VARIED_REFLECT = {
     "harmful": _HARM_REFLECT,
     "wrapped": _WRAP_REFLECT,
+    "decoyed": _DECOY_REFLECT,
     "benign": _BENIGN_REFLECT,
     "general": _GENERAL_REFLECT,
 }
 _UNIFORM_REFLECT = {
     "harmful": _HARM_RESTATE,
     "wrapped": _WRAP_RESTATE,
+    "decoyed": _DECOY_RESTATE,
     "benign": _BENIGN_RESTATE,
     "general": _GENERAL_RESTATE,
 }
@@ -129,25 +140,31 @@ class OfflineComposer:
         rng = random.Random(stable_id(record.id, sample))
         inner = record.meta.get("inner_prompt", record.prompt)
         wrapper = (record.template_family or "").replace("_", " ").replace("-", " ").lower()
-        if record.template_family:
+        tasks = record.meta.get("tasks")
+        if tasks:  # every task quoted in order: the request is not "the first sentence" (multi_task_prompts)
+            quoted = "; ".join(f'"{_shorten(t, 100)}"' for t in tasks)
+            steps = [rng.choice(_TASKS).format(n=_COUNT.get(len(tasks), len(tasks)), t=quoted)]
+        elif record.template_family:
             steps = [rng.choice(_WRAPPED).format(w=wrapper, q=_shorten(inner))]
         else:  # seeds name the action itself; other sources are quoted
             action = record.meta.get("action")
             steps = [
                 rng.choice(_ACTION).format(a=action) if action else rng.choice(_REQUEST).format(q=_shorten(inner))
             ]
+        # Among tasks, the intent step first says which one decides: where it sits is what the model must find.
+        where = f"in the {_ORDINAL[tasks.index(inner.strip())]} task, " if tasks and inner.strip() in tasks else ""
         if record.kind in HARMFUL_KINDS:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
-            about = self._about(record)  # then the stance comes after the description, never first
+            about = where + self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
             steps.append(rng.choice(self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, about)).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
-            reflect = self.reflections["wrapped" if record.template_family else "harmful"]
+            reflect = self.reflections["decoyed" if tasks else "wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
         if record.kind == "borderline_benign":
-            about = self._about(record)
+            about = where + self._about(record)
             why = about + record.meta.get("why", "an everyday or educational request")
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
             steps.append(rng.choice(self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, about)).format(y=why))
