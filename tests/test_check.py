@@ -87,7 +87,7 @@ def test_shipped_configs_pass_with_chained_inputs_made_by_their_sections_and_not
     sections = [line.split(":")[0] for line in lines[:-2]]
     assert sections == ["synth_rw", "train_rw", "synth_srpo", "train_srpo", "eval"]
     assert all(": ok" in line for line in lines[:-2])
-    assert "351 training prompts planned" in lines[0] and "data made by synth_rw" in lines[1]
+    assert "371 training prompts planned" in lines[0] and "data made by synth_rw" in lines[1]
     assert "model made by train_rw" in lines[3] and "data, eval_data made by synth_srpo" in lines[3]
     assert lines[-2].startswith("saro run: synth_rw -> train_rw")
     # The comparison reads the demo's outputs: alone it fails, after the demo it passes.
