@@ -258,7 +258,7 @@ def test_intent_label_last_never_opens_the_intent_step_with_its_stance():
     assert all(i.endswith(("harmful.", "this is harm.", "harmless.", "no harm.")) for i in intents["last"])
 
 
-def test_offline_composer_quotes_every_task_and_says_which_one_decides():
+def test_offline_composer_judges_every_task_in_turn():
     from saro.policy import load_policy
     from saro.preference.judge import judge_trace
     from saro.records import PromptRecord, format_response
@@ -273,9 +273,11 @@ def test_offline_composer_quotes_every_task_and_says_which_one_decides():
     for composer in (OfflineComposer(policy), OfflineComposer(policy, uniform_reflection=True)):
         for record in made:
             reasoning, refusal = composer.reasoning(record, 0)
-            request, intent = reasoning.splitlines()[:2]
-            assert all(f'"{task}"' in request for task in record.meta["tasks"])
-            where = ["first", "second", "third"][record.meta["tasks"].index(record.meta["inner_prompt"])]
-            assert intent.startswith(f"2. Intent: in the {where} task, ")
+            intent = reasoning.splitlines()[1]
+            tasks = record.meta["tasks"]
+            assert [intent.index(f'"{task}"') for task in tasks] == sorted(intent.index(f'"{t}"') for t in tasks)
+            decoys = [task for task in tasks if task != record.meta["inner_prompt"]]
+            assert all(f'"{task}" is ordinary' in intent for task in decoys)
+            assert f'"{record.meta["inner_prompt"]}" is ordinary' not in intent
             assert (refusal is not None) == (record.kind == "jailbreak")
             assert judge_trace(record.kind, format_response(reasoning, refusal or "Use kill PID.")).good

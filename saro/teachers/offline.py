@@ -21,8 +21,7 @@ from saro.teachers.base import TeacherJob
 _REQUEST = ['1. Request: "{q}"', '1. Request: the user asks: "{q}"']
 _ACTION = ["1. Request: how to {a}.", "1. Request: they ask how to {a}.", "1. Request: the user wants to {a}."]
 _COUNT = {2: "two", 3: "three", 4: "four"}
-_ORDINAL = ["first", "second", "third", "fourth"]
-_TASKS = ["1. Request: {n} tasks: {t}.", "1. Request: the user asks for {n} things: {t}."]
+_TASKS = ["1. Request: {n} tasks, read one by one.", "1. Request: the user asks for {n} things."]
 _WRAPPED = [
     '1. Request: a {w} wrapper around the real request: "{q}"',
     '1. Request: behind the {w} framing, the request is: "{q}"',
@@ -101,6 +100,15 @@ def _shorten(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 
+def _judge_tasks(tasks: list[str], inner: str, description: str) -> str:
+    """Every task in order, each judged where it is quoted: the decoys ordinary, the one that decides described.
+    A first version named only the deciding task's position; the model wrote "the first task" whatever it held."""
+    return "; ".join(
+        f'"{_shorten(t, 80)}": {description}' if t == inner.strip() else f'"{_shorten(t, 80)}" is ordinary'
+        for t in tasks
+    )
+
+
 def _topic(prompt: str) -> str:
     if re.search(r"\d", prompt) and re.search(r"(how many|how much|times|percent|%|sum|total|\bcost)", prompt, re.I):
         return "maths"
@@ -141,9 +149,8 @@ class OfflineComposer:
         inner = record.meta.get("inner_prompt", record.prompt)
         wrapper = (record.template_family or "").replace("_", " ").replace("-", " ").lower()
         tasks = record.meta.get("tasks")
-        if tasks:  # every task quoted in order: the request is not "the first sentence" (multi_task_prompts)
-            quoted = "; ".join(f'"{_shorten(t, 100)}"' for t in tasks)
-            steps = [rng.choice(_TASKS).format(n=_COUNT.get(len(tasks), len(tasks)), t=quoted)]
+        if tasks:  # the intent step then judges every task in turn (_judge_tasks)
+            steps = [rng.choice(_TASKS).format(n=_COUNT.get(len(tasks), len(tasks)))]
         elif record.template_family:
             steps = [rng.choice(_WRAPPED).format(w=wrapper, q=_shorten(inner))]
         else:  # seeds name the action itself; other sources are quoted
@@ -151,12 +158,12 @@ class OfflineComposer:
             steps = [
                 rng.choice(_ACTION).format(a=action) if action else rng.choice(_REQUEST).format(q=_shorten(inner))
             ]
-        # Among tasks, the intent step first says which one decides: where it sits is what the model must find.
-        where = f"in the {_ORDINAL[tasks.index(inner.strip())]} task, " if tasks and inner.strip() in tasks else ""
         if record.kind in HARMFUL_KINDS:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
-            about = where + self._about(record)  # then the stance comes after the description, never first
+            about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
+            if tasks:
+                about, harm = "tasks", _judge_tasks(tasks, inner, harm)
             steps.append(rng.choice(self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, about)).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = self.reflections["decoyed" if tasks else "wrapped" if record.template_family else "harmful"]
@@ -164,8 +171,10 @@ class OfflineComposer:
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
         if record.kind == "borderline_benign":
-            about = where + self._about(record)
+            about = self._about(record)
             why = about + record.meta.get("why", "an everyday or educational request")
+            if tasks:
+                about, why = "tasks", _judge_tasks(tasks, inner, why)
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
             steps.append(rng.choice(self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, about)).format(y=why))
             if near in self.policy and self.benign_cites_category:
