@@ -221,6 +221,7 @@ def multi_task_prompts(
         tasks.insert(rng.randint(0, len(tasks)), inner.prompt.strip())
         layout = rng.choice(sorted(_MULTI_TASK_LAYOUTS))
         harmful = inner.kind == "harmful"
+        meta = {**inner.meta, "inner_prompt": inner.prompt, "inner_id": inner.id, "tasks": tasks, "template": layout}
         record = PromptRecord(
             id=stable_id("multi_task", inner.id, layout, *tasks),
             prompt=_MULTI_TASK_LAYOUTS[layout](tasks),
@@ -228,8 +229,7 @@ def multi_task_prompts(
             category=inner.category,
             source=f"{inner.source}+{MULTI_TASK}",
             template_family=MULTI_TASK if harmful else None,
-            meta={**inner.meta, "inner_prompt": inner.prompt, "inner_id": inner.id, "tasks": tasks},
+            meta=meta,
         )
-        record.meta["template"] = layout
         made.setdefault(record.id, record)
     return list(made.values())

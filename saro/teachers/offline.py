@@ -162,9 +162,9 @@ class OfflineComposer:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
             about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
-            if tasks:
-                about, harm = "tasks", _judge_tasks(tasks, inner, harm)
-            steps.append(rng.choice(self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, about)).format(h=harm))
+            harm = _judge_tasks(tasks, inner, harm) if tasks else harm
+            intents = self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, bool(about or tasks))
+            steps.append(rng.choice(intents).format(h=harm))
             steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
             reflect = self.reflections["decoyed" if tasks else "wrapped" if record.template_family else "harmful"]
             steps.append(rng.choice(reflect).format(w=wrapper))
@@ -173,10 +173,10 @@ class OfflineComposer:
         if record.kind == "borderline_benign":
             about = self._about(record)
             why = about + record.meta.get("why", "an everyday or educational request")
-            if tasks:
-                about, why = "tasks", _judge_tasks(tasks, inner, why)
+            why = _judge_tasks(tasks, inner, why) if tasks else why
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
-            steps.append(rng.choice(self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, about)).format(y=why))
+            intents = self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, bool(about or tasks))
+            steps.append(rng.choice(intents).format(y=why))
             if near in self.policy and self.benign_cites_category:
                 steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
             else:
@@ -189,9 +189,10 @@ class OfflineComposer:
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
 
-    def _intents(self, label_first: str, described: list[str], about: str) -> list[str]:
-        """The intent wordings to draw from: the label-first one only when neither option nor a target rules it out."""
-        return described if about or self.intent_label_last else [label_first, *described]
+    def _intents(self, label_first: str, described: list[str], has_subject: bool) -> list[str]:
+        """The intent wordings to draw from: the label-first one only when neither the option nor a subject the step
+        opens with (a named target, quoted tasks) rules it out."""
+        return described if has_subject or self.intent_label_last else [label_first, *described]
 
     def _about(self, record: PromptRecord) -> str:
         """'it is about "<target>": ' for a seed action that opens with its trigger word (with intent_names_target):
