@@ -276,8 +276,8 @@ def test_offline_composer_judges_every_task_in_turn():
             intent = reasoning.splitlines()[1]
             tasks = record.meta["tasks"]
             assert [intent.index(f'"{task}"') for task in tasks] == sorted(intent.index(f'"{t}"') for t in tasks)
-            decoys = [task for task in tasks if task != record.meta["inner_prompt"]]
-            assert all(f'"{task}" is ordinary' in intent for task in decoys)
+            others = [task for task in tasks if task != record.meta["inner_prompt"]]
+            assert all(f'"{task}" is ordinary' in intent for task in others)
             assert f'"{record.meta["inner_prompt"]}" is ordinary' not in intent
             assert (refusal is not None) == (record.kind == "jailbreak")
             assert judge_trace(record.kind, format_response(reasoning, refusal or "Use kill PID.")).good
