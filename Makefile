@@ -62,8 +62,8 @@ lint: setup
 	$(BIN)/ruff check saro tests
 
 # The GPU machine has torch/transformers/peft/accelerate but no TRL, datasets or network: download the wheels here,
-# carry benchmarks/wheels with the device call, and benchmarks/gpu_check.py installs them offline.
+# its Python is 3.12; carry benchmarks/wheels with the device call, and benchmarks/gpu_check.py installs them offline.
 gpu-wheels: setup
-	$(BIN)/pip download -q --no-deps -d benchmarks/wheels $$($(BIN)/pip freeze | grep -iE '^(trl|datasets|dill|xxhash|multiprocess|fsspec|pyarrow)==')
+	$(BIN)/pip download -q --no-deps --python-version 3.12 --only-binary=:all: -d benchmarks/wheels $$($(BIN)/pip freeze | grep -iE '^(trl|datasets|dill|xxhash|multiprocess|fsspec|pyarrow)==')
 
 .PHONY: setup demo full compare test lint gpu-wheels

@@ -27,6 +27,7 @@ SMOKE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_att
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 REASONING = "1. Request: {i}.\n2. Intent: here the words mean something harmless.\n3. Policy: none applies.\n"
 NEEDED = ("trl", "datasets")
+MAX_LENGTH = 1024
 
 
 def install_wheels(wheels: Path | None) -> None:
@@ -35,6 +36,16 @@ def install_wheels(wheels: Path | None) -> None:
         return
     if wheels is None or not wheels.is_dir():
         sys.exit(f"gpu_check: {', '.join(missing)} not installed and no --wheels folder (make gpu-wheels)")
+    # Only what the machine lacks: its own pyarrow/fsspec/xxhash were built for its torch stack and stay.
+    from importlib.metadata import PackageNotFoundError, version
+
+    def lacking(wheel: Path) -> bool:
+        try:
+            version(wheel.name.split("-")[0])
+        except PackageNotFoundError:
+            return True
+        return False
+
     # --no-deps: the wheels folder holds the packages a torch/transformers machine lacks; pip must not look further
     command = [
         sys.executable,
@@ -43,7 +54,7 @@ def install_wheels(wheels: Path | None) -> None:
         "install",
         "--no-index",
         "--no-deps",
-        *map(str, sorted(wheels.glob("*.whl"))),
+        *map(str, sorted(filter(lacking, wheels.glob("*.whl")))),
     ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
@@ -92,14 +103,17 @@ def write_data(folder: Path, n: int, words: int) -> tuple[Path, Path]:
     return sft, pairs
 
 
-def data_tokens(sft: Path, pairs: Path, tokenizer) -> tuple[int, int]:
-    """Tokens in one pass over each file (max_steps x batch is exactly one epoch): SFT conversations, and both
-    sides of every DPO pair with their prompt."""
+def data_tokens(sft: Path, pairs: Path, tokenizer, max_length: int) -> tuple[int, int]:
+    """Tokens trained in one pass over each file (max_steps x batch is exactly one epoch): SFT conversations, and
+    both sides of every DPO pair with their prompt, each cut at max_length as TRL truncates them (counting the
+    cut tokens overstated tokens/s 2.5x in the first GPU run)."""
     from saro.records import read_jsonl
 
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    count = lambda text: min(max_length, len(tokenizer(text, add_special_tokens=False)["input_ids"]))  # noqa: E731
     rw = sum(
-        len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+        min(
+            max_length, len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+        )
         for _, r in read_jsonl(sft)
     )
     dpo = sum(count(p["prompt"] + p["chosen"]) + count(p["prompt"] + p["rejected"]) for _, p in read_jsonl(pairs))
@@ -155,19 +169,28 @@ def main() -> int:
     model_dir = work / "qwen2.5-0.5b-random"
     params = build_model(model_dir, build_tiny(work / "tiny"), args.smoke)
     sft, pairs = write_data(work, n=args.steps * args.batch, words=60 if args.smoke else 600)
-    tokens = dict(zip(("rw_sft", "srpo_dpo"), data_tokens(sft, pairs, load_tokenizer(model_dir))))
+    tokens = dict(zip(("rw_sft", "srpo_dpo"), data_tokens(sft, pairs, load_tokenizer(model_dir), MAX_LENGTH)))
     common = [f"per_device_train_batch_size={args.batch}", f"max_steps={args.steps}", "logging_steps=1"]
     results = {"gpu": gpu, "params_m": round(params / 1e6), "steps": args.steps, "batch": args.batch}
 
     rw_out = work / "rw"
     rw = run_stage(
-        ["train", "rw", f"model={model_dir}", f"data={sft}", f"output_dir={rw_out}", "max_length=1024", *common],
+        [
+            "train",
+            "rw",
+            f"model={model_dir}",
+            f"data={sft}",
+            f"output_dir={rw_out}",
+            f"max_length={MAX_LENGTH}",
+            *common,
+        ],
         rw_out,
     )
     srpo_out = work / "srpo"
     srpo_args = ["train", "srpo", f"model={model_dir}", f"data={pairs}", "eval_data=null", f"output_dir={srpo_out}"]
     srpo = run_stage(
-        [*srpo_args, "max_length=1024", "eval_train_pairs=0", "precompute_ref_log_probs=true", *common], srpo_out
+        [*srpo_args, f"max_length={MAX_LENGTH}", "eval_train_pairs=0", "precompute_ref_log_probs=true", *common],
+        srpo_out,
     )
     for name, stage in (("rw_sft", rw), ("srpo_dpo", srpo)):
         runtime = stage["train_runtime_s"] or stage["seconds"]

@@ -91,3 +91,20 @@ def test_bad_sft_record_names_line_and_field(tmp_path, tiny_model, capsys):
     assert (
         capsys.readouterr().err.strip() == f"saro: error: {data}:1: field 'messages' must end with an assistant turn"
     )
+
+
+def test_checkpointing_default_takes_the_name_the_installed_transformers_knows():
+    """transformers renamed gradient_checkpointing to activation_checkpointing; the GPU machine's 5.17 knew only
+    the old name, and `saro train` failed there on an unknown key before any step."""
+    from dataclasses import fields
+
+    from trl import SFTConfig
+
+    from saro.training.common import defaults_for
+
+    names = {f.name for f in fields(SFTConfig)}
+    current, older = defaults_for(names), defaults_for(names - {"activation_checkpointing"})
+    assert "activation_checkpointing" in current and "gradient_checkpointing" not in current
+    assert "activation_checkpointing" not in older
+    assert older["gradient_checkpointing"] == current["activation_checkpointing"]
+    assert set(older) - {"gradient_checkpointing"} == set(current) - {"activation_checkpointing"}

@@ -90,6 +90,15 @@ def cpu_safe_defaults() -> dict:
     }
 
 
+def defaults_for(trl_fields: set[str]) -> dict:
+    """`cpu_safe_defaults` under the key names this transformers release knows: before its rename (5.17 and older
+    had no `activation_checkpointing`), checkpointing is `gradient_checkpointing`."""
+    defaults = cpu_safe_defaults()
+    if "activation_checkpointing" not in trl_fields:
+        defaults["gradient_checkpointing"] = defaults.pop("activation_checkpointing")
+    return defaults
+
+
 # Allowed ranges of the TRL keys saro passes on. TRL checks few values, and only once the model has loaded (or not
 # at all: num_train_epochs=0 saves the untrained model, beta=0 gives no gradient), so they are checked on load.
 TRL_RANGES: dict[str, dict[str, float]] = {
@@ -127,7 +136,7 @@ def load_training_config(saro_cls, trl_cls: type | str, path, section: str, over
         trl_cls = getattr(importlib.import_module("trl"), trl_cls)
     ours, theirs = split_trl_keys(data, saro_cls, trl_cls, source)
     saro_config = build_dataclass(saro_cls, ours, source)
-    trl_kwargs = {**cpu_safe_defaults(), **theirs}
+    trl_kwargs = {**defaults_for({f.name for f in fields(trl_cls)}), **theirs}
     trl_kwargs.setdefault("output_dir", saro_cls.DEFAULT_OUTPUT_DIR)
     trl_config = build_dataclass(trl_cls, trl_kwargs, source)
     return saro_config, trl_config
@@ -261,6 +270,7 @@ __all__ = [
     "LoraSettings",
     "check_output_dir",
     "cpu_safe_defaults",
+    "defaults_for",
     "last_checkpoint",
     "load_training_config",
     "record_settings",
