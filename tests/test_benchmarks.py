@@ -29,3 +29,32 @@ def test_gpu_check_smoke_runs_training_and_generation_through_saro(tmp_path):
         assert results[stage]["tokens"] > 0 and results[stage]["tokens_per_s"] > 0
         assert (tmp_path / stage.split("_")[0] / "saro_training.json").exists()
     assert results["generation"]["new_tokens"] > 0
+
+
+def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp_path):
+    from saro.records import read_prompts, write_jsonl
+    from saro.sources import SourceSpec, load_source
+
+    seeds = load_source(SourceSpec("seeds"))
+    chosen = [r for k in ("harmful", "borderline_benign", "general") for r in [s for s in seeds if s.kind == k][:6]]
+    validation, output = tmp_path / "prompts.validation.jsonl", tmp_path / "hidden.jsonl"
+    write_jsonl(validation, (r.to_dict() for r in chosen))
+    script = SCRIPT.with_name("hidden_requests.py")
+    done = subprocess.run([sys.executable, str(script), str(validation), str(output)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    hidden = read_prompts(output)
+    ordinary = {r.prompt.strip() for r in chosen if r.kind == "general"}
+    kinds = {r.id: r.kind for r in chosen}
+    assert sorted(r.meta["inner_id"] for r in hidden) == sorted(r.id for r in chosen if r.kind != "general")
+    for record in hidden:
+        assert record.meta["inner_prompt"].strip() in record.prompt
+        decoys = [t for t in record.meta["tasks"] if t != record.meta["inner_prompt"].strip()]
+        assert 1 <= len(decoys) <= 3 and set(decoys) <= ordinary
+        inner_kind = kinds[record.meta["inner_id"]]
+        assert (record.kind, record.template_family) == (
+            ("jailbreak", "multi_task") if inner_kind == "harmful" else (inner_kind, None)
+        )
+
+    write_jsonl(validation, (r.to_dict() for r in chosen if r.kind != "general"))  # nothing to hide among
+    done = subprocess.run([sys.executable, str(script), str(validation), str(output)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and str(validation) in done.stderr
