@@ -40,7 +40,8 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
     validation, output = tmp_path / "prompts.validation.jsonl", tmp_path / "hidden.jsonl"
     write_jsonl(validation, (r.to_dict() for r in chosen))
     script = SCRIPT.with_name("hidden_requests.py")
-    done = subprocess.run([sys.executable, str(script), str(validation), str(output)], capture_output=True, text=True)
+    command = [sys.executable, str(script), str(validation), str(output), "--family", "composed"]
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     hidden = read_prompts(output)
     ordinary = {r.prompt.strip() for r in chosen if r.kind == "general"}
@@ -55,6 +56,13 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
             ("jailbreak", "multi_task") if inner_kind == "harmful" else (inner_kind, None)
         )
 
+    # the default shape: the validation-only family, the same template around every request
+    done = subprocess.run(command[:-2], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    wrapped = read_prompts(output)
+    assert {r.template_family for r in wrapped} == {"decoy_tasks"} and len(wrapped) == len(hidden)
+    assert all(r.prompt.startswith("A few tasks for you.") and r.meta["inner_prompt"] in r.prompt for r in wrapped)
+
     write_jsonl(validation, (r.to_dict() for r in chosen if r.kind != "general"))  # nothing to hide among
-    done = subprocess.run([sys.executable, str(script), str(validation), str(output)], capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and str(validation) in done.stderr
