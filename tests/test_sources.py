@@ -283,3 +283,25 @@ def test_multi_task_training_prompts_take_training_decoys_and_leave_every_other_
     assert decoys and set(decoys) <= general  # never a validation or held-out prompt
     with pytest.raises(ValueError, match="multi_task_per_kind: unknown kind 'jailbreak'"):
         PromptSetConfig(multi_task_per_kind={"jailbreak": 3})
+
+
+def test_srpo_multi_task_prompts_hide_srpo_requests_and_leave_training_as_it_was():
+    """SRPO samples the RW model on hidden requests it never trained on (the decoys are ordinary training tasks);
+    the training split does not change."""
+    base = dict(
+        per_kind={"harmful": 30, "borderline_benign": 30, "general": 30},
+        jailbreak_count=6,
+        srpo_per_kind={"harmful": 8, "jailbreak": 4, "borderline_benign": 8, "general": 2},
+    )
+    plain = build_prompt_set(PromptSetConfig(**base))
+    mixed = build_prompt_set(PromptSetConfig(**base, srpo_multi_task_per_kind={"harmful": 3, "borderline_benign": 5}))
+    assert [r.id for r in mixed.train] == [r.id for r in plain.train]
+    extra = [r for r in mixed.srpo if "tasks" in r.meta]
+    assert [r.id for r in mixed.srpo if "tasks" not in r.meta] == [r.id for r in plain.srpo]
+    assert Counter(r.kind for r in extra) == {"jailbreak": 3, "borderline_benign": 5}
+    srpo_requests = {r.id for r in plain.srpo}
+    assert all(r.meta["inner_id"] in srpo_requests for r in extra)
+    general = {r.prompt.strip() for r in plain.train if r.kind == "general"}
+    assert all(set(r.meta["tasks"]) - {r.meta["inner_prompt"].strip()} <= general for r in extra)
+    with pytest.raises(ValueError, match="srpo_multi_task_per_kind: unknown kind 'jailbreak'"):
+        PromptSetConfig(srpo_multi_task_per_kind={"jailbreak": 1})

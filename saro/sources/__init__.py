@@ -60,6 +60,7 @@ class PromptSetConfig(RangeChecked):
     """How training and held-out prompts are drawn.
 
     Sources: `sources`, `templates`. Mix: `per_kind`, `jailbreak_count`, `multi_task_per_kind`, `max_template_chars`.
+    SRPO's prompts: `srpo_per_kind`, `srpo_sources`, `srpo_multi_task_per_kind`.
     Held out: `heldout_per_kind`, `heldout_families` (template families never used in training), `exclude` (eval
     sets that training prompts must not duplicate). `seed` fixes every draw.
     """
@@ -77,6 +78,13 @@ class PromptSetConfig(RangeChecked):
         default_factory=dict,
         metadata={
             "help": "Training prompts per kind (harmful, borderline_benign, general) placed among ordinary tasks.",
+            "min": 0,
+        },
+    )
+    srpo_multi_task_per_kind: dict[str, int] = field(
+        default_factory=dict,
+        metadata={
+            "help": "SRPO prompts per kind (harmful, borderline_benign, general) placed among ordinary tasks.",
             "min": 0,
         },
     )
@@ -126,9 +134,10 @@ class PromptSetConfig(RangeChecked):
         for kind in self.per_kind:
             if kind not in KINDS or kind == "jailbreak":
                 raise ValueError(f"per_kind: unknown kind {kind!r}; use jailbreak_count for wrapped prompts")
-        for kind in self.multi_task_per_kind:
-            if kind not in _BASE_KINDS:
-                raise ValueError(f"multi_task_per_kind: unknown kind {kind!r}; kinds: {', '.join(_BASE_KINDS)}")
+        for name in ("multi_task_per_kind", "srpo_multi_task_per_kind"):
+            for kind in getattr(self, name):
+                if kind not in _BASE_KINDS:
+                    raise ValueError(f"{name}: unknown kind {kind!r}; kinds: {', '.join(_BASE_KINDS)}")
         for name in ("heldout_per_kind", "validation_per_kind", "srpo_per_kind"):
             counts = getattr(self, name)
             for kind in counts:
@@ -340,6 +349,9 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     heldout += wrap(heldout, set(config.heldout_families), config.heldout_per_kind.get("jailbreak", 0))
     validation += wrap(validation, set(config.validation_families), config.validation_per_kind.get("jailbreak", 0))
     srpo += wrap(srpo, set(), config.srpo_per_kind.get("jailbreak", 0))
+    for kind in _BASE_KINDS:  # SRPO's own requests among the training split's ordinary tasks: unseen as deciders
+        count = config.srpo_multi_task_per_kind.get(kind, 0)
+        srpo += multi_task_prompts([r for r in srpo if r.kind == kind], decoys, count, config.seed)
     report = {
         "train": {k: sum(r.kind == k for r in train) for k in KINDS},
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},
