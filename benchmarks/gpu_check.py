@@ -146,6 +146,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--smoke", action="store_true", help="CPU, a 2-layer model, 2 steps: checks the path only")
+    parser.add_argument("--checkpointing", choices=("on", "off"), help="activation checkpointing (default: saro's)")
+    parser.add_argument("--no-generation", action="store_true", help="training stages only")
     args = parser.parse_args()
     if args.smoke:
         args.steps, args.batch = 2, 2
@@ -171,7 +173,18 @@ def main() -> int:
     sft, pairs = write_data(work, n=args.steps * args.batch, words=60 if args.smoke else 600)
     tokens = dict(zip(("rw_sft", "srpo_dpo"), data_tokens(sft, pairs, load_tokenizer(model_dir), MAX_LENGTH)))
     common = [f"per_device_train_batch_size={args.batch}", f"max_steps={args.steps}", "logging_steps=1"]
+    from dataclasses import fields
+
+    from trl import SFTConfig
+
+    # the key this transformers release knows (renamed in 5.2x; saro.training.common.defaults_for)
+    key = next(
+        k for k in ("activation_checkpointing", "gradient_checkpointing") if k in {f.name for f in fields(SFTConfig)}
+    )
+    if args.checkpointing:
+        common.append(f"{key}={'true' if args.checkpointing == 'on' else 'false'}")
     results = {"gpu": gpu, "params_m": round(params / 1e6), "steps": args.steps, "batch": args.batch}
+    results["checkpointing"] = args.checkpointing
 
     rw_out = work / "rw"
     rw = run_stage(
@@ -205,21 +218,24 @@ def main() -> int:
             "mfu": round(6 * params * tokens_per_s / peak, 3) if peak else None,
         }
 
-    model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
-    conversations = [[{"role": "user", "content": f"Question {i}: tell me about word{i}."}] for i in range(128)]
-    new_tokens = 8 if args.smoke else 256
-    started = time.perf_counter()
-    outputs = generate_batched(model, tokenizer, conversations, new_tokens, batch_size=64, temperature=1.0, desc="")
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    results["generation"] = {
-        "prompts": len(conversations),
-        "batch_size": 64,
-        "new_tokens": sum(o.tokens for o in outputs),
-        "tokens_per_s": round(sum(o.tokens for o in outputs) / seconds, 1),
-        "seconds": round(seconds, 1),
-    }
+    if not args.no_generation:
+        model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+        conversations = [[{"role": "user", "content": f"Question {i}: tell me about word{i}."}] for i in range(128)]
+        new_tokens = 8 if args.smoke else 256
+        started = time.perf_counter()
+        outputs = generate_batched(
+            model, tokenizer, conversations, new_tokens, batch_size=64, temperature=1.0, desc=""
+        )
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        results["generation"] = {
+            "prompts": len(conversations),
+            "batch_size": 64,
+            "new_tokens": sum(o.tokens for o in outputs),
+            "tokens_per_s": round(sum(o.tokens for o in outputs) / seconds, 1),
+            "seconds": round(seconds, 1),
+        }
     text = json.dumps(results, indent=1)
     (work / "gpu_check.json").write_text(text)
     print(text)
