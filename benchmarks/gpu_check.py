@@ -36,7 +36,8 @@ def install_wheels(wheels: Path | None) -> None:
         return
     if wheels is None or not wheels.is_dir():
         sys.exit(f"gpu_check: {', '.join(missing)} not installed and no --wheels folder (make gpu-wheels)")
-    # Only what the machine lacks: its own pyarrow/fsspec/xxhash were built for its torch stack and stay.
+    # Only what the machine lacks: its own pyarrow/fsspec/xxhash stay (their versions are not checked against
+    # datasets' pins here; the machine's ran TRL 1.16 and datasets 5.2 in session 14).
     from importlib.metadata import PackageNotFoundError, version
 
     def lacking(wheel: Path) -> bool:
@@ -56,6 +57,8 @@ def install_wheels(wheels: Path | None) -> None:
         "--no-deps",
         *map(str, sorted(filter(lacking, wheels.glob("*.whl")))),
     ]
+    if not command[6:]:
+        sys.exit(f"gpu_check: {', '.join(missing)} not installed and not in {wheels} (make gpu-wheels)")
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -173,16 +176,9 @@ def main() -> int:
     sft, pairs = write_data(work, n=args.steps * args.batch, words=60 if args.smoke else 600)
     tokens = dict(zip(("rw_sft", "srpo_dpo"), data_tokens(sft, pairs, load_tokenizer(model_dir), MAX_LENGTH)))
     common = [f"per_device_train_batch_size={args.batch}", f"max_steps={args.steps}", "logging_steps=1"]
-    from dataclasses import fields
-
-    from trl import SFTConfig
-
-    # the key this transformers release knows (renamed in 5.2x; saro.training.common.defaults_for)
-    key = next(
-        k for k in ("activation_checkpointing", "gradient_checkpointing") if k in {f.name for f in fields(SFTConfig)}
-    )
     if args.checkpointing:
-        common.append(f"{key}={'true' if args.checkpointing == 'on' else 'false'}")
+        # saro passes it under the name the installed transformers knows (saro.training.common)
+        common.append(f"activation_checkpointing={'true' if args.checkpointing == 'on' else 'false'}")
     results = {"gpu": gpu, "params_m": round(params / 1e6), "steps": args.steps, "batch": args.batch}
     results["checkpointing"] = args.checkpointing
 

@@ -5,7 +5,7 @@ Task B: {request} Task C: ..."), as in the dev log from session 13; `--family co
 composer's layouts with the validation set's own ordinary requests instead.
 
     python benchmarks/hidden_requests.py runs/demo/prompts.validation.jsonl runs/demo/val-hidden.jsonl
-    saro eval --config configs/validation-hidden.yaml model=runs/demo/rw-model output=runs/demo/val/rw
+    saro eval --config configs/validation.yaml model=runs/demo/rw-model output=runs/demo/val/rw
 
 Built from the validation split only (never trained on), so it is a model-selection signal like the validation
 set itself; the reported suites never enter it.

@@ -61,6 +61,9 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
     assert done.returncode == 0, done.stderr
     wrapped = read_prompts(output)
     assert {r.template_family for r in wrapped} == {"decoy_tasks"} and len(wrapped) == len(hidden)
+    assert [r.kind for r in wrapped].count("jailbreak") == 6 and [r.kind for r in wrapped].count(
+        "borderline_benign"
+    ) == 6
     assert all(r.prompt.startswith("A few tasks for you.") and r.meta["inner_prompt"] in r.prompt for r in wrapped)
 
     write_jsonl(validation, (r.to_dict() for r in chosen if r.kind != "general"))  # nothing to hide among

@@ -305,3 +305,5 @@ def test_srpo_multi_task_prompts_hide_srpo_requests_and_leave_training_as_it_was
     assert all(set(r.meta["tasks"]) - {r.meta["inner_prompt"].strip()} <= general for r in extra)
     with pytest.raises(ValueError, match="srpo_multi_task_per_kind: unknown kind 'jailbreak'"):
         PromptSetConfig(srpo_multi_task_per_kind={"jailbreak": 1})
+    with pytest.raises(ValueError, match="set srpo_per_kind.general"):
+        PromptSetConfig(srpo_per_kind={"harmful": 2}, srpo_multi_task_per_kind={"harmful": 1, "general": 1})

@@ -93,18 +93,35 @@ def test_bad_sft_record_names_line_and_field(tmp_path, tiny_model, capsys):
     )
 
 
-def test_checkpointing_default_takes_the_name_the_installed_transformers_knows():
+def test_checkpointing_takes_the_name_the_installed_transformers_knows(tmp_path):
     """transformers renamed gradient_checkpointing to activation_checkpointing; the GPU machine's 5.17 knew only
-    the old name, and `saro train` failed there on an unknown key before any step."""
+    the old name, and `saro train` failed there on an unknown key before any step. Either name, in the defaults or
+    a config, reaches TRL under the installed release's name."""
     from dataclasses import fields
 
     from trl import SFTConfig
 
-    from saro.training.common import defaults_for
+    from saro.training.common import defaults_for, load_training_config, with_checkpointing_name
+    from saro.training.sft import SFTStageConfig
 
-    names = {f.name for f in fields(SFTConfig)}
-    current, older = defaults_for(names), defaults_for(names - {"activation_checkpointing"})
-    assert "activation_checkpointing" in current and "gradient_checkpointing" not in current
-    assert "activation_checkpointing" not in older
-    assert older["gradient_checkpointing"] == current["activation_checkpointing"]
-    assert set(older) - {"gradient_checkpointing"} == set(current) - {"activation_checkpointing"}
+    new, old = {"activation_checkpointing", "bf16"}, {"gradient_checkpointing", "bf16"}
+    assert "activation_checkpointing" in defaults_for(new) and "gradient_checkpointing" not in defaults_for(new)
+    assert "gradient_checkpointing" in defaults_for(old) and "activation_checkpointing" not in defaults_for(old)
+    given = {"activation_checkpointing": True, "activation_checkpointing_kwargs": {"use_reentrant": False}, "bf16": 1}
+    assert with_checkpointing_name(given, old) == {
+        "gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "bf16": 1,
+    }
+    assert with_checkpointing_name({"gradient_checkpointing": False}, new) == {"activation_checkpointing": False}
+
+    # a config's old name is not silently overridden by saro's default under the new one
+    installed = next(
+        n for n in ("activation_checkpointing", "gradient_checkpointing") if n in {f.name for f in fields(SFTConfig)}
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("train_rw:\n  gradient_checkpointing: true\n")
+    _, trl_config = load_training_config(
+        SFTStageConfig, SFTConfig, config, "train_rw", [f"output_dir={tmp_path}"], ("train_rw",)
+    )
+    assert getattr(trl_config, installed) is True

@@ -145,6 +145,14 @@ class PromptSetConfig(RangeChecked):
                     raise ValueError(f"{name}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
             if counts.get("jailbreak") and not counts.get("harmful"):
                 raise ValueError(f"{name}: jailbreak prompts wrap the split's harmful ones; set harmful too")
+        hidden_without_requests = [
+            k for k, n in self.srpo_multi_task_per_kind.items() if n and not self.srpo_per_kind.get(k)
+        ]
+        if hidden_without_requests:
+            kind = hidden_without_requests[0]
+            raise ValueError(
+                f"srpo_multi_task_per_kind: {kind} hides the SRPO split's {kind} requests; set srpo_per_kind.{kind}"
+            )
         shared = set(self.heldout_families) & set(self.validation_families)
         if shared:
             raise ValueError(f"family {sorted(shared)[0]!r} is in both heldout_families and validation_families")

@@ -90,13 +90,30 @@ def cpu_safe_defaults() -> dict:
     }
 
 
+# transformers renamed gradient_checkpointing to activation_checkpointing (5.17 and older know only the old name; newer
+# ones keep it but ignore it once the new one is set). A config may use either; saro passes the one installed.
+CHECKPOINTING_NAMES = ("activation_checkpointing", "gradient_checkpointing")
+
+
+def checkpointing_name(trl_fields: set[str]) -> str:
+    return next((name for name in CHECKPOINTING_NAMES if name in trl_fields), CHECKPOINTING_NAMES[0])
+
+
+def with_checkpointing_name(data: dict, trl_fields: set[str]) -> dict:
+    """`data` with a checkpointing key under the name this transformers release knows (its `_kwargs` too)."""
+    known = checkpointing_name(trl_fields)
+    renamed = {}
+    for key, value in data.items():
+        for name in CHECKPOINTING_NAMES:
+            if key.startswith(name) and key[len(name) :] in ("", "_kwargs"):
+                key = known + key[len(name) :]
+        renamed[key] = value
+    return renamed
+
+
 def defaults_for(trl_fields: set[str]) -> dict:
-    """`cpu_safe_defaults` under the key names this transformers release knows: before its rename (5.17 and older
-    had no `activation_checkpointing`), checkpointing is `gradient_checkpointing`."""
-    defaults = cpu_safe_defaults()
-    if "activation_checkpointing" not in trl_fields:
-        defaults["gradient_checkpointing"] = defaults.pop("activation_checkpointing")
-    return defaults
+    """`cpu_safe_defaults` under the key names this transformers release knows."""
+    return with_checkpointing_name(cpu_safe_defaults(), trl_fields)
 
 
 # Allowed ranges of the TRL keys saro passes on. TRL checks few values, and only once the model has loaded (or not
@@ -134,9 +151,10 @@ def load_training_config(saro_cls, trl_cls: type | str, path, section: str, over
         raise ConfigError(f"{source.where((exc.name,))}: {exc.detail}") from None
     if isinstance(trl_cls, str):
         trl_cls = getattr(importlib.import_module("trl"), trl_cls)
-    ours, theirs = split_trl_keys(data, saro_cls, trl_cls, source)
+    trl_fields = {f.name for f in fields(trl_cls)}
+    ours, theirs = split_trl_keys(with_checkpointing_name(data, trl_fields), saro_cls, trl_cls, source)
     saro_config = build_dataclass(saro_cls, ours, source)
-    trl_kwargs = {**defaults_for({f.name for f in fields(trl_cls)}), **theirs}
+    trl_kwargs = {**defaults_for(trl_fields), **theirs}
     trl_kwargs.setdefault("output_dir", saro_cls.DEFAULT_OUTPUT_DIR)
     trl_config = build_dataclass(trl_cls, trl_kwargs, source)
     return saro_config, trl_config
@@ -271,6 +289,7 @@ __all__ = [
     "check_output_dir",
     "cpu_safe_defaults",
     "defaults_for",
+    "with_checkpointing_name",
     "last_checkpoint",
     "load_training_config",
     "record_settings",
