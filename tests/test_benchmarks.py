@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
@@ -61,9 +62,7 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
     assert done.returncode == 0, done.stderr
     wrapped = read_prompts(output)
     assert {r.template_family for r in wrapped} == {"decoy_tasks"} and len(wrapped) == len(hidden)
-    assert [r.kind for r in wrapped].count("jailbreak") == 6 and [r.kind for r in wrapped].count(
-        "borderline_benign"
-    ) == 6
+    assert Counter(r.kind for r in wrapped) == {"jailbreak": 6, "borderline_benign": 6}
     assert all(r.prompt.startswith("A few tasks for you.") and r.meta["inner_prompt"] in r.prompt for r in wrapped)
 
     write_jsonl(validation, (r.to_dict() for r in chosen if r.kind != "general"))  # nothing to hide among

@@ -101,7 +101,12 @@ def test_checkpointing_takes_the_name_the_installed_transformers_knows(tmp_path)
 
     from trl import SFTConfig
 
-    from saro.training.common import defaults_for, load_training_config, with_checkpointing_name
+    from saro.training.common import (
+        checkpointing_name,
+        defaults_for,
+        load_training_config,
+        with_checkpointing_name,
+    )
     from saro.training.sft import SFTStageConfig
 
     new, old = {"activation_checkpointing", "bf16"}, {"gradient_checkpointing", "bf16"}
@@ -116,9 +121,7 @@ def test_checkpointing_takes_the_name_the_installed_transformers_knows(tmp_path)
     assert with_checkpointing_name({"gradient_checkpointing": False}, new) == {"activation_checkpointing": False}
 
     # a config's old name is not silently overridden by saro's default under the new one
-    installed = next(
-        n for n in ("activation_checkpointing", "gradient_checkpointing") if n in {f.name for f in fields(SFTConfig)}
-    )
+    installed = checkpointing_name({f.name for f in fields(SFTConfig)})
     config = tmp_path / "c.yaml"
     config.write_text("train_rw:\n  gradient_checkpointing: true\n")
     _, trl_config = load_training_config(

@@ -102,13 +102,8 @@ def checkpointing_name(trl_fields: set[str]) -> str:
 def with_checkpointing_name(data: dict, trl_fields: set[str]) -> dict:
     """`data` with a checkpointing key under the name this transformers release knows (its `_kwargs` too)."""
     known = checkpointing_name(trl_fields)
-    renamed = {}
-    for key, value in data.items():
-        for name in CHECKPOINTING_NAMES:
-            if key.startswith(name) and key[len(name) :] in ("", "_kwargs"):
-                key = known + key[len(name) :]
-        renamed[key] = value
-    return renamed
+    aliases = {name + suffix: known + suffix for name in CHECKPOINTING_NAMES for suffix in ("", "_kwargs")}
+    return {aliases.get(key, key): value for key, value in data.items()}
 
 
 def defaults_for(trl_fields: set[str]) -> dict:
