@@ -351,15 +351,21 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
         [r for r in train if r.kind == "harmful"], train_templates, config.jailbreak_count, config.seed
     )
     decoys = decoy_pool(train)
-    for kind in _BASE_KINDS:  # after the wrapped prompts, so adding these leaves those as they were
-        count = config.multi_task_per_kind.get(kind, 0)
-        train += multi_task_prompts([r for r in train if r.kind == kind], decoys, count, config.seed)
+
+    def hide(records, per_kind):  # each kind's requests placed among the training split's ordinary tasks
+        return [
+            prompt
+            for kind in _BASE_KINDS
+            for prompt in multi_task_prompts(
+                [r for r in records if r.kind == kind], decoys, per_kind.get(kind, 0), config.seed
+            )
+        ]
+
+    train += hide(train, config.multi_task_per_kind)  # after the wrapped prompts, which stay as they were
     heldout += wrap(heldout, set(config.heldout_families), config.heldout_per_kind.get("jailbreak", 0))
     validation += wrap(validation, set(config.validation_families), config.validation_per_kind.get("jailbreak", 0))
     srpo += wrap(srpo, set(), config.srpo_per_kind.get("jailbreak", 0))
-    for kind in _BASE_KINDS:  # SRPO's own requests among the training split's ordinary tasks: unseen as deciders
-        count = config.srpo_multi_task_per_kind.get(kind, 0)
-        srpo += multi_task_prompts([r for r in srpo if r.kind == kind], decoys, count, config.seed)
+    srpo += hide(srpo, config.srpo_multi_task_per_kind)  # SRPO's own requests: unseen as deciders
     report = {
         "train": {k: sum(r.kind == k for r in train) for k in KINDS},
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},
