@@ -68,3 +68,15 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
     write_jsonl(validation, (r.to_dict() for r in chosen if r.kind != "general"))  # nothing to hide among
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and str(validation) in done.stderr
+
+
+def test_unmet_requirements_names_the_pin_an_installed_package_misses():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from importlib.metadata import version
+
+    from gpu_check import unmet_requirements
+
+    assert unmet_requirements(["trl"]) == []  # this environment installed TRL with its dependencies
+    too_old = {"transformers": "1.0.0"}
+    unmet = unmet_requirements(["trl"], version_of=lambda name: too_old.get(name) or version(name))
+    assert len(unmet) == 1 and unmet[0].startswith("trl needs transformers") and "(has 1.0.0)" in unmet[0]
