@@ -4,6 +4,10 @@ case's median over `--repeats` is kept, so the ratios come from one run on one m
 
     OMP_NUM_THREADS=2 python benchmarks/training.py --repeats 2          # all cases (after a warm-up round)
     OMP_NUM_THREADS=2 python benchmarks/training.py --case dpo-trl       # one case, JSON on stdout
+    OMP_NUM_THREADS=2 python benchmarks/training.py --cases sft-saro sft-saro-grouped --batch-size 8 --steps 12
+
+`sft-saro-grouped` is the wrapper with `train_sampling_strategy: group_by_length`: batches of similar length, so
+less padding (RW records run from ~80 to ~330 tokens; random batches of 8 pad them by about a third).
 
 Each case trains the same model on the same records with the same TRL settings for `--steps` optimizer steps,
 from loading the model to the saved folder: what a user waits for. Tokens are the records' tokens times the epochs
@@ -23,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("sft-saro", "sft-trl", "dpo-saro", "dpo-trl", "dpo-trl-ref-model")
+CASES = ("sft-saro", "sft-saro-grouped", "sft-trl", "dpo-saro", "dpo-trl", "dpo-trl-ref-model")
 
 
 def _sft_records(path: Path, n: int) -> list[dict]:
@@ -69,10 +73,11 @@ def run_case(case: str, args) -> dict:
             len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
             for r in records
         )
-        if case == "sft-saro":
+        if case.startswith("sft-saro"):
             data = work / "sft.jsonl"
             data.write_text("".join(json.dumps(r) + "\n" for r in records))
-            run_sft(SFTStageConfig(model=model_path, data=data), SFTConfig(**common))
+            grouping = {"train_sampling_strategy": "group_by_length"} if case == "sft-saro-grouped" else {}
+            run_sft(SFTStageConfig(model=model_path, data=data), SFTConfig(**common, **grouping))
         else:
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
             dataset = Dataset.from_list(
@@ -123,6 +128,7 @@ def run_case(case: str, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=CASES, help="Run one case in this process and print its JSON.")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="Cases to compare.")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--sft-data", default="runs/demo/rw.jsonl", help="SFT JSONL (`saro synth rw` output).")
     parser.add_argument("--dpo-data", default="runs/demo/srpo.jsonl", help="Pairs JSONL (`saro synth srpo`).")
@@ -136,12 +142,11 @@ def main() -> None:
         print(json.dumps(run_case(args.case, args)))
         return
 
-    runs: dict[str, list[dict]] = {case: [] for case in CASES}
-    forwarded = [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("case", "repeats", "warmup")
-    ]
+    runs: dict[str, list[dict]] = {case: [] for case in args.cases}
+    own = ("case", "cases", "repeats", "warmup")  # this process's options, not the cases'
+    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in own]
     for round_ in range(args.warmup + args.repeats):
-        for case in CASES:  # saro and TRL alternate, so drift in machine speed hits both
+        for case in args.cases:  # saro and TRL alternate, so drift in machine speed hits both
             out = subprocess.run(
                 [sys.executable, __file__, "--case", case, *forwarded], capture_output=True, text=True
             )
@@ -154,13 +159,19 @@ def main() -> None:
     median = {case: statistics.median(r["seconds"] for r in rs) for case, rs in runs.items()}
     summary = {
         "median_seconds": median,
-        "tokens_per_s": {case: round(runs[case][0]["tokens"] / median[case], 1) for case in CASES},
+        "tokens_per_s": {case: round(runs[case][0]["tokens"] / median[case], 1) for case in args.cases},
         "peak_rss_gb": {case: max(r["peak_rss_gb"] for r in rs) for case, rs in runs.items()},
-        "sft_overhead_vs_trl": f"{100 * (median['sft-saro'] / median['sft-trl'] - 1):+.1f}%",
-        "dpo_overhead_vs_trl": f"{100 * (median['dpo-saro'] / median['dpo-trl'] - 1):+.1f}%",
-        "dpo_precompute_speedup": round(median["dpo-trl-ref-model"] / median["dpo-trl"], 2),
         "setup": {k: v for k, v in vars(args).items() if k != "case"},
     }
+    ratios = {  # each where both its cases ran
+        "sft_overhead_vs_trl": ("sft-saro", "sft-trl"),
+        "sft_grouped_time_vs_random": ("sft-saro-grouped", "sft-saro"),
+        "dpo_overhead_vs_trl": ("dpo-saro", "dpo-trl"),
+        "dpo_reference_model_time_vs_precomputed": ("dpo-trl-ref-model", "dpo-trl"),
+    }
+    for name, (case, against) in ratios.items():
+        if case in median and against in median:
+            summary[name] = round(median[case] / median[against], 3)
     print(json.dumps(summary, indent=2))
 
 

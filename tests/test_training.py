@@ -128,3 +128,31 @@ def test_checkpointing_takes_the_name_the_installed_transformers_knows(tmp_path)
         SFTStageConfig, SFTConfig, config, "train_rw", [f"output_dir={tmp_path}"], ("train_rw",)
     )
     assert getattr(trl_config, installed) is True
+
+
+def test_length_grouped_batches_pad_less_than_random_ones(tmp_path, tiny_model):
+    # `train_sampling_strategy: group_by_length` in a train_rw section reaches TRL: batches hold similar lengths.
+    from trl import SFTConfig
+
+    from saro.training.common import cpu_safe_defaults
+    from saro.training.sft import SFTStageConfig, build_sft_trainer
+
+    rows = []
+    for i in range(64):  # answers from 1 to 64 words: random batches of 4 pad most of them
+        reply = format_response("1. Request: a list.\n5. Decision: answer.", " ".join(["word"] * (1 + i)))
+        messages = [{"role": "user", "content": f"List {i}?"}, {"role": "assistant", "content": reply}]
+        rows.append({"id": str(i), "messages": messages})
+    data = tmp_path / "rw.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def padded_tokens(strategy):
+        settings = {**cpu_safe_defaults(), "output_dir": str(tmp_path / strategy), "max_length": 512}
+        args = SFTConfig(**settings, per_device_train_batch_size=4, train_sampling_strategy=strategy)
+        trainer, _, truncation = build_sft_trainer(SFTStageConfig(model=tiny_model, data=data), args)
+        batches = list(trainer.get_train_dataloader())
+        assert sum(len(b["input_ids"]) for b in batches) == 64  # every example, once
+        return sum(b["input_ids"].numel() for b in batches), truncation["tokens"]
+
+    grouped, real = padded_tokens("group_by_length")
+    shuffled, _ = padded_tokens("random")
+    assert real <= grouped < shuffled
