@@ -70,6 +70,44 @@ def test_hidden_requests_places_every_validation_request_among_ordinary_ones(tmp
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and str(validation) in done.stderr
 
 
+def test_ood_requests_leave_out_every_split_and_reported_prompt_and_spread_over_areas(tmp_path):
+    from saro.records import read_prompts, write_jsonl
+    from saro.sources.benign import load_coconot
+    from saro.sources.harmful import load_donotanswer
+    from saro.sources.overlap import normalize
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    script = SCRIPT.with_name("ood_requests.py")
+    harmful = [r for r in load_donotanswer(data / "donotanswer") if r.meta["risk_area"] == "malicious_uses"]
+    lookalikes = load_coconot(data / "coconot" / "coconot_pref.jsonl")
+    run, output = tmp_path / "run", tmp_path / "ood.jsonl"
+    run.mkdir()
+    # a run whose splits already hold some of both sources: none of them may come back
+    used = harmful[:150] + lookalikes[::5]
+    write_jsonl(run / "prompts.train.jsonl", (r.to_dict() for r in used[::2]))
+    write_jsonl(run / "prompts.validation.jsonl", (r.to_dict() for r in used[1::2]))
+    done = subprocess.run(
+        [sys.executable, str(script), str(run), str(output), "--per-kind", "30"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    made = read_prompts(output)
+    assert Counter(r.kind for r in made) == {"harmful": 30, "borderline_benign": 30}
+    assert not {normalize(r.prompt) for r in made} & {normalize(r.prompt) for r in used}
+    areas = Counter(r.meta["risk_area"] for r in made if r.kind == "harmful")
+    assert set(areas) == {
+        "discrimination_exclusion_toxicity_hateful_offensive",
+        "information_hazard",
+        "malicious_uses",
+    }
+    assert max(areas.values()) - min(areas.values()) <= 1  # drawn in turn across areas
+    assert len(Counter(r.meta["subcategory"] for r in made if r.kind == "borderline_benign")) == 4
+
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "empty"), str(output)], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no prompts" in done.stderr
+
+
 def test_unmet_requirements_names_the_pin_an_installed_package_misses():
     sys.path.insert(0, str(SCRIPT.parent))
     from importlib.metadata import version
