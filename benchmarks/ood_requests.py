@@ -61,8 +61,6 @@ def main() -> int:
         return 2
     splits = [r for f in split_files for r in read_prompts(f)]
     harmful = [r for r in load_donotanswer(args.data / "donotanswer") if r.meta.get("risk_area") in HARMFUL_AREAS]
-    for record in harmful:  # spread over risk areas as look-alikes are over subcategories
-        record.meta["subcategory"] = record.meta["risk_area"]
     lookalikes = load_coconot(args.data / "coconot" / "coconot_pref.jsonl")
     reported = (
         load_xstest(args.data / "xstest" / "xstest_prompts.csv")

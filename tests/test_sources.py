@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from saro.errors import DataError
+from saro.errors import ConfigError, DataError
 from saro.records import PromptRecord
 from saro.sources import PromptSetConfig, SourceSpec, build_prompt_set, find_leaks, load_source, load_templates
 from saro.sources.templates import (
@@ -307,3 +307,23 @@ def test_srpo_multi_task_prompts_hide_srpo_requests_and_leave_training_as_it_was
         PromptSetConfig(srpo_multi_task_per_kind={"jailbreak": 1})
     with pytest.raises(ValueError, match="set srpo_per_kind.general"):
         PromptSetConfig(srpo_per_kind={"harmful": 2}, srpo_multi_task_per_kind={"harmful": 1, "general": 1})
+
+
+def test_real_harmful_sources_spread_over_risk_areas_and_a_prompt_file_can_be_excluded(shared_data, tmp_path):
+    from saro.records import read_prompts, write_jsonl
+
+    donotanswer = SourceSpec("donotanswer", str(shared_data / "donotanswer"))
+    base = dict(sources=[SourceSpec(), donotanswer], per_kind={"harmful": 60, "borderline_benign": 20}, seed=3)
+    train = build_prompt_set(PromptSetConfig(**base)).train
+    areas = Counter(r.meta["risk_area"] for r in train if r.source == "donotanswer")
+    assert len(areas) == 5 and max(areas.values()) - min(areas.values()) <= 1  # each area a stratum, not one
+
+    # a diagnostic set written by another tool (saro prompt records) keeps its prompts out of the training mix
+    diagnostic = tmp_path / "diagnostic.jsonl"
+    write_jsonl(diagnostic, (r.to_dict() for r in train if r.source == "donotanswer"))
+    excluded = build_prompt_set(PromptSetConfig(**base, exclude=[SourceSpec("prompts", str(diagnostic))])).train
+    held_back = {r.prompt for r in read_prompts(diagnostic)}
+    assert held_back and not held_back & {r.prompt for r in excluded}
+    assert sum(r.source == "seeds" for r in excluded) == sum(r.source == "seeds" for r in train)
+    with pytest.raises(ConfigError, match="'prompts' needs a path"):
+        build_prompt_set(PromptSetConfig(**base, exclude=[SourceSpec("prompts")]))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from saro.config import RangeChecked
 from saro.errors import ConfigError
 from saro.evaluation.capability import easy_capability_items
-from saro.records import PromptRecord, read_prompts
+from saro.records import PromptRecord
 from saro.sources import SOURCES, TEMPLATE_SOURCES, SourceSpec, load_source, load_templates, sample_records
 from saro.sources.templates import wrap_prompts
 
@@ -72,10 +72,6 @@ def load_records(spec: SourceSpec, seed: int, suite_limit: int | None = None) ->
     """The prompts of one source: a prompt set, a saro prompt-record file (`prompts`) or the easy set."""
     if spec.name == "easy":  # generated, so `path` has no meaning: the source's or the suite's limit is the count
         return easy_capability_items(spec.limit or suite_limit or 100, seed)
-    if spec.name == "prompts":
-        if not spec.path:
-            raise ConfigError("source 'prompts' needs a path to a prompt-record JSONL file")
-        return sample_records(read_prompts(spec.path), spec.limit, seed)
     return load_source(spec, seed)
 
 

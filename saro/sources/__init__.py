@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from saro.config import RangeChecked
 from saro.errors import ConfigError
-from saro.records import KINDS, PromptRecord
+from saro.records import KINDS, PromptRecord, read_prompts
 from saro.sources.benign import load_coconot, load_coconot_contrast, load_gsm8k, load_xstest
 from saro.sources.harmful import load_advbench, load_donotanswer, load_sgbench
 from saro.sources.hub import (
@@ -26,8 +26,17 @@ from saro.sources.overlap import dedupe, find_leaks, normalize
 from saro.sources.seeds import load_seeds
 from saro.sources.templates import TEMPLATE_SOURCES, Template, decoy_pool, multi_task_prompts, wrap_prompts
 
+
+def load_prompt_records(path=None) -> list[PromptRecord]:
+    """A saro prompt-record JSONL file (another run's split, a diagnostic set), e.g. to exclude from training."""
+    if not path:
+        raise ConfigError("source 'prompts' needs a path to a prompt-record JSONL file")
+    return read_prompts(path)
+
+
 SOURCES = {
     "seeds": load_seeds,
+    "prompts": load_prompt_records,
     "sgbench": load_sgbench,
     "advbench": load_advbench,
     "donotanswer": load_donotanswer,
@@ -187,8 +196,10 @@ def _group(record: PromptRecord) -> str:
 
 
 def stratum(record: PromptRecord) -> str:
-    """The kind of look-alike a record is (homonym, figurative, safe context, ...; CoCoNot's subcategory)."""
-    return record.meta.get("lookalike") or record.meta.get("subcategory") or record.source
+    """The kind of look-alike a record is (homonym, figurative, safe context, ...; CoCoNot's subcategory), or of
+    harm (Do-Not-Answer's risk area): a source's prompts are drawn across its kinds, not as one stratum."""
+    meta = record.meta
+    return meta.get("lookalike") or meta.get("subcategory") or meta.get("risk_area") or record.source
 
 
 def _round_robin(keys: list, key_stratum) -> list:
