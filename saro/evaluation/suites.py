@@ -23,7 +23,7 @@ from saro.sources import SOURCES, TEMPLATE_SOURCES, SourceSpec, load_source, loa
 from saro.sources.templates import wrap_prompts
 
 SUITE_TYPES = ("harmful", "jailbreak", "overrefusal", "mcq", "capability")
-GENERATED = {"easy", "prompts"}  # suite-only sources: the easy capability set, saro prompt-record files
+GENERATED = {"easy"}  # suite-only source: the easy capability set (saro prompt-record files are the `prompts` source)
 
 
 @dataclass
