@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from saro.cli.main import main
+from saro.errors import DataError
 from saro.models import load_tokenizer
 from saro.records import format_response
 from saro.training.sft import count_truncated, load_sft_records
@@ -156,3 +157,50 @@ def test_length_grouped_batches_pad_less_than_random_ones(tmp_path, tiny_model):
     grouped, real = padded_tokens("group_by_length")
     shuffled, _ = padded_tokens("random")
     assert real <= grouped < shuffled
+
+
+def _trl_processed(records, tokenizer, tmp_path):
+    """The dataset as TRL itself tokenizes the prompt/completion pairs saro hands it (no untrained prefix)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from saro.models import load_model
+
+    pairs = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in records])
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), bf16=False, max_length=None, report_to=[])
+    model = load_model(tokenizer.name_or_path, place=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    return trainer.train_dataset
+
+
+def test_untrained_prefix_is_context_without_loss(tmp_path, tiny_model):
+    """A composed misreading before its correction: the tokens of the prompt and of the prefix get no loss, the rest
+    of the turn does; a record without the prefix gets exactly the labels TRL's own prompt/completion path gives."""
+    from saro.training.sft import tokenize_with_labels
+
+    path = _sft_file(tmp_path / "rw.jsonl", n=3)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    reply = rows[0]["messages"][1]["content"]
+    rows[0]["untrained_prefix"] = reply[: reply.index("5. Decision")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_sft_records(path)
+    tokenizer = load_tokenizer(tiny_model, padding_side="right")
+    ours = [tokenize_with_labels(r, tokenizer) for r in records]
+    trl = _trl_processed(records, tokenizer, tmp_path)
+    for mine, theirs in zip(ours[1:], list(trl)[1:]):
+        assert mine["input_ids"] == theirs["input_ids"]
+        assert mine["labels"] == theirs["labels"]
+    masked, plain = ours[0], list(trl)[0]
+    assert masked["input_ids"] == plain["input_ids"]
+    trained = tokenizer.decode([t for t in masked["labels"] if t != -100])
+    assert trained.startswith("5. Decision: answer.") and "Answer 0." in trained and "Intent" not in trained
+    assert sum(t != -100 for t in masked["labels"]) < sum(t != -100 for t in plain["labels"])
+
+
+def test_untrained_prefix_must_start_the_turn(tmp_path):
+    path = _sft_file(tmp_path / "rw.jsonl", n=2)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["untrained_prefix"] = "not the start"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=rf"{path}:2: field 'untrained_prefix' must be text"):
+        load_sft_records(path)

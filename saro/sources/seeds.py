@@ -35,7 +35,7 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     """Expand every contrast action through every frame; `meta.group` names the trigger so splits keep it whole.
 
     Contrast records carry `meta.harm` or `meta.why`: the harmful or harmless reading of the shared trigger word,
-    which the reasoning's intent step states.
+    which the reasoning's intent step states, and `meta.misreading`, the other side's reading.
     """
     file = Path(path) if path else Path(str(resources.files("saro.data").joinpath("seeds.yaml")))
     if file.suffix == ".jsonl":  # a source spec without a name is `seeds`, which reads the seeds YAML
@@ -71,9 +71,10 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
             raise DataError(f"{where}: field 'train_only' must be true or false")
         marks = {"train_only": True} if train_only else {}  # never drawn into validation / held-out / SRPO
         group_id = f"trigger:{trigger}"  # splits keep a trigger's harmful and harmless sides together
+        # `misreading`: the other side's reading, which a composed self-correction takes first (teacher.corrections)
         sides = [
-            ("harmful", "harmful", category, {"harm": harm}),
-            ("borderline_benign", "benign", "none", {"why": why, "near_category": category}),
+            ("harmful", "harmful", category, {"harm": harm, "misreading": why}),
+            ("borderline_benign", "benign", "none", {"why": why, "near_category": category, "misreading": harm}),
         ]
         for kind, side, label, readings in sides:
             # `harmful`/`benign` are actions asked through every frame; `*_prompts` are whole prompts, as written.

@@ -176,12 +176,13 @@ def _synthesize_batch(batch, done, config, policy, teacher, tokenizer, kept, rej
     for record, texts in zip(batch, teacher.generate(jobs)):
         if record.id in done:
             continue
-        _select(record, texts, teacher.name, tokenizer, kept, rejected)
+        _select(record, texts, teacher, tokenizer, kept, rejected)
         progress.update(1)
 
 
-def _select(record: PromptRecord, texts: list[str], teacher: str, tokenizer, kept, rejected) -> None:
-    """Shortest Rejection Sampling: write the shortest passing sample, or a reject line naming every failure."""
+def _select(record: PromptRecord, texts: list[str], teacher, tokenizer, kept, rejected) -> None:
+    """Shortest Rejection Sampling: write the shortest passing sample, or a reject line naming every failure. A
+    composed self-correction keeps its deliberate misreading as `untrained_prefix`: context for training, no loss."""
     verdicts, passing = [], []
     for index, text in enumerate(texts):
         reasoning, answer = split_response(text)
@@ -199,28 +200,34 @@ def _select(record: PromptRecord, texts: list[str], teacher: str, tokenizer, kep
         "kind": record.kind,
         "category": record.category,
         "template_family": record.template_family,
-        "teacher": teacher,
+        "teacher": teacher.name,
         "verdicts": verdicts,
     }
     if not passing:
         rejected.write({"id": record.id, "reason": sorted({v["problem"] for v in verdicts}), "meta": meta})
         return
     _, index, text, tokens = min(passing)
+    untrained = getattr(teacher, "untrained_prefix", lambda text: None)(text)
     kept.write(
         {
             "id": record.id,
             "messages": [{"role": "user", "content": record.prompt}, {"role": "assistant", "content": text}],
+            **({"untrained_prefix": untrained} if untrained else {}),
             "meta": {**meta, "sample_index": index, "samples": len(texts), "tokens": tokens},
         }
     )
 
 
 def summarize(output: Path, rejects: Path) -> dict:
-    """Per-kind counts, acceptance and mean token lengths of a synthesis output."""
-    stats: dict = {kind: {"kept": 0, "rejected": 0, "reasoning_tokens": 0.0, "answer_tokens": 0.0} for kind in KINDS}
+    """Per-kind counts (kept, rejected, self-corrections), acceptance and mean token lengths of a synthesis output."""
+    stats: dict = {
+        kind: {"kept": 0, "rejected": 0, "corrected": 0, "reasoning_tokens": 0.0, "answer_tokens": 0.0}
+        for kind in KINDS
+    }
     for _, record in read_jsonl(output):
         row = stats[record["meta"]["kind"]]
         row["kept"] += 1
+        row["corrected"] += "untrained_prefix" in record  # a composed misreading, corrected in its reflection
         row["reasoning_tokens"] += record["meta"]["tokens"]["reasoning"]
         row["answer_tokens"] += record["meta"]["tokens"]["answer"]
     if rejects.exists():

@@ -27,6 +27,7 @@ def make_teacher(config: TeacherConfig, policy: Policy, student: str) -> Teacher
         config.uniform_reflection,
         config.intent_names_target,
         config.intent_label_last,
+        config.corrections,
     )
 
 

@@ -84,6 +84,15 @@ class TeacherConfig(RangeChecked):
             "'the competition at a pub quiz') and reads the trigger from it, so the stance rests on the target."
         },
     )
+    corrections: float = field(
+        default=0.0,
+        metadata={
+            "help": "offline: share of contrast seed prompts whose intent step takes the other side's reading first "
+            "and whose reflection re-reads the request and corrects it; the misreading is context, never trained on.",
+            "min": 0,
+            "max": 1,
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "local / offline: generation batch size.", "min": 1})
 
     def __post_init__(self) -> None:

@@ -77,6 +77,11 @@ _GENERAL_RESTATE = [
     "4. Reflection: wait, a real risk? No: nothing risky.",
 ]
 _ANSWER = ["5. Decision: answer.", "5. Decision: answer helpfully."]
+# `corrections`: the intent step takes the other side's reading first and the reflection re-reads the request and
+# corrects it. Everything before the reflection is a composed error, trained on as context only (untrained_prefix).
+_CORRECTION_OPENING = "4. Reflection: wait, re-reading the request:"
+_CORRECT_TO_HARM = _CORRECTION_OPENING + " {h}; the first reading was wrong, this is harm."
+_CORRECT_TO_BENIGN = _CORRECTION_OPENING + " {y}; the first reading was wrong, there is no harm."
 # Reflection wordings by side: "wrapped" is a harmful request inside a jailbreak template, "decoyed" one among
 # harmless tasks.
 _VARIED_REFLECT = {
@@ -131,6 +136,7 @@ class OfflineComposer:
         uniform_reflection: bool = False,
         intent_names_target: bool = False,
         intent_label_last: bool = False,
+        corrections: float = 0.0,
     ):
         self.policy = policy
         self.answerer = answerer  # LocalTeacher or None (then benign records need a reference answer)
@@ -141,6 +147,7 @@ class OfflineComposer:
         self.intent_names_target = intent_names_target
         # SRPO raised the stance-first wording's first token ('harmful:'), refusing look-alikes (dev log, session 11).
         self.intent_label_last = intent_label_last
+        self.corrections = corrections  # share of plain contrast prompts whose first reading is the other side's
         self.name = f"offline:{policy.name}-v{policy.version}" + (f"+{answerer.name}" if answerer else "")
 
     def reasoning(self, record: PromptRecord, sample: int) -> tuple[str, str | None]:
@@ -158,16 +165,23 @@ class OfflineComposer:
             steps = [
                 rng.choice(_ACTION).format(a=action) if action else rng.choice(_REQUEST).format(q=_shorten(inner))
             ]
+        misread = not tasks and not record.template_family and self._misreads(record)
         if record.kind in HARMFUL_KINDS:
             category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
             about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
             harm = _judge_tasks(tasks, inner, harm) if tasks else harm
-            intents = self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, bool(about or tasks))
-            steps.append(rng.choice(intents).format(h=harm))
-            steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
-            reflect = self.reflections["decoyed" if tasks else "wrapped" if record.template_family else "harmful"]
-            steps.append(rng.choice(reflect).format(w=wrapper))
+            if misread:  # a harmless first reading, corrected by the reflection
+                intents = self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, bool(about))
+                steps.append(rng.choice(intents).format(y=about + record.meta["misreading"]))
+                steps.append(self._benign_policy(rng, record.category))
+                steps.append(_CORRECT_TO_HARM.format(h=harm))
+            else:
+                intents = self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, bool(about or tasks))
+                steps.append(rng.choice(intents).format(h=harm))
+                steps.append(rng.choice(_HARM_POLICY).format(c=category.label))
+                reflect = self.reflections["decoyed" if tasks else "wrapped" if record.template_family else "harmful"]
+                steps.append(rng.choice(reflect).format(w=wrapper))
             steps.append(rng.choice(_REFUSE))
             return "\n".join(steps), f"{category.refusal} {category.alternative}"
         if record.kind == "borderline_benign":
@@ -175,19 +189,41 @@ class OfflineComposer:
             why = about + record.meta.get("why", "an everyday or educational request")
             why = _judge_tasks(tasks, inner, why) if tasks else why
             near = record.meta.get("near_category") or self.policy.classify(inner, default="")
-            intents = self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, bool(about or tasks))
-            steps.append(rng.choice(intents).format(y=why))
-            if near in self.policy and self.benign_cites_category:
-                steps.append(rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label))
+            if misread:  # a harmful first reading, corrected by the reflection
+                intents = self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, bool(about))
+                steps.append(rng.choice(intents).format(h=about + record.meta["misreading"]))
+                label = (self.policy[near] if near in self.policy else self.policy["S4"]).label
+                steps.append(rng.choice(_HARM_POLICY).format(c=label))
+                steps.append(_CORRECT_TO_BENIGN.format(y=why))
             else:
-                steps.append(rng.choice(_NO_POLICY))
-            steps.append(rng.choice(self.reflections["benign"]))
+                intents = self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, bool(about or tasks))
+                steps.append(rng.choice(intents).format(y=why))
+                steps.append(self._benign_policy(rng, near))
+                steps.append(rng.choice(self.reflections["benign"]))
         else:
             steps.append(rng.choice(_GENERAL_INTENT).format(t=_topic(inner)))
             steps.append(rng.choice(_NO_POLICY))
             steps.append(rng.choice(self.reflections["general"]))
         steps.append(rng.choice(_ANSWER))
         return "\n".join(steps), None
+
+    def _misreads(self, record: PromptRecord) -> bool:
+        """Whether this prompt's reasoning opens with its misreading: drawn once per prompt, not per sample, since
+        Shortest Rejection Sampling would otherwise always keep a shorter, uncorrected sample."""
+        if not (self.corrections and record.meta.get("misreading")):
+            return False
+        return random.Random(stable_id(record.id, "misreading")).random() < self.corrections
+
+    def untrained_prefix(self, text: str) -> str | None:
+        """The start of a composed response that is a deliberate error (the misreading before its correction): the
+        student sees it as context and learns the correction, never the error. None for every other response."""
+        at = text.find("\n" + _CORRECTION_OPENING)
+        return text[: at + 1] if at >= 0 else None
+
+    def _benign_policy(self, rng: random.Random, near: str) -> str:
+        if near in self.policy and self.benign_cites_category:
+            return rng.choice(_BENIGN_POLICY).format(c=self.policy[near].label)
+        return rng.choice(_NO_POLICY)
 
     def _intents(self, label_first: str, described: list[str], has_subject: bool) -> list[str]:
         """The intent wordings to draw from: the label-first one only when neither the option nor a subject the step

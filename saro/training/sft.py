@@ -51,7 +51,15 @@ def load_sft_records(path: Path) -> list[dict]:
             raise DataError(f"{where}: field 'messages' must end with an assistant turn")
         if not messages[-1]["content"].strip():  # it would train the model to answer with nothing
             raise DataError(f"{where}: the final assistant turn is empty; nothing to learn from it")
-        records.append({"messages": messages})
+        untrained = record.get("untrained_prefix")
+        if untrained is None:
+            records.append({"messages": messages})
+            continue
+        if not isinstance(untrained, str) or not messages[-1]["content"].startswith(untrained):
+            raise DataError(f"{where}: field 'untrained_prefix' must be text the final assistant turn starts with")
+        if not messages[-1]["content"][len(untrained) :].strip():
+            raise DataError(f"{where}: field 'untrained_prefix' covers the whole assistant turn; nothing to learn")
+        records.append({"messages": messages, "untrained_prefix": untrained})
     if not records:
         raise DataError(f"{path}: no training records")
     return records
@@ -71,6 +79,28 @@ def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> d
         "truncated_examples": len(over),
         "truncated_tokens": sum(over),
     }
+
+
+def tokenize_with_labels(record: dict, tokenizer) -> dict:
+    """`input_ids` and `labels` (-100: no loss) for one conversation, as TRL builds them for a prompt/completion
+    pair (the loss from where the prompt with its generation prompt and the whole conversation diverge), with the
+    `untrained_prefix` of the assistant turn also left out of the loss."""
+    messages = record["messages"]
+
+    def ids(conversation: list[dict] | str, **kwargs) -> list[int]:
+        if isinstance(conversation, str):
+            return tokenizer(conversation, add_special_tokens=False)["input_ids"]
+        return tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True, **kwargs)["input_ids"]
+
+    def shared(a: list[int], b: list[int]) -> int:
+        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+    full = ids(messages)
+    start = shared(ids(messages[:-1], add_generation_prompt=True), full)
+    if record.get("untrained_prefix"):
+        context = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        start = max(start, shared(ids(context + record["untrained_prefix"]), full))
+    return {"input_ids": full, "labels": [-100] * start + full[start:]}
 
 
 def run_sft(config: SFTStageConfig, trl_config) -> Path:
@@ -118,7 +148,9 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
             trl_config.max_length,
             truncation["truncated_tokens"],
         )
-    if re.search(r"\{%-?\s*generation\s*-?%\}", tokenizer.chat_template or ""):
+    if any("untrained_prefix" in r for r in records):  # TRL has no span mask: hand it tokens and labels
+        dataset = Dataset.from_list([tokenize_with_labels(r, tokenizer) for r in records])
+    elif re.search(r"\{%-?\s*generation\s*-?%\}", tokenizer.chat_template or ""):
         trl_config.assistant_only_loss = True
         dataset = Dataset.from_list(records)
     else:  # no generation markers: prompt/completion pairs make TRL mask the prompt instead
