@@ -161,13 +161,13 @@ def test_an_answer_that_ignores_its_decision_gets_a_decision_following_pair():
     assert len(pairs) == 1
     (pair,) = pairs
     reasoning = split_response(ignored)[0]
-    assert pair["prompt"].endswith("3. Decision: answer.\n</think>\n\n") and reasoning in pair["prompt"]
-    assert pair["chosen"] == "Run `kill PID`." and pair["rejected"] == "I'm sorry, but I can't help with that."
+    assert pair["prompt"].endswith("3. Decision: answer.\n</think>") and reasoning in pair["prompt"]
+    assert pair["chosen"] == "\n\nRun `kill PID`." and pair["rejected"] == "\n\nI'm sorry, but I can't help with that."
     assert pair["meta"]["pair_type"] == "op" and pair["meta"]["chosen_from"] == "teacher"
     # A harmful prompt whose reasoning refused but whose answer complied: the refusal after that reasoning.
     complied = format_response(split_response(EARLY)[0], "Sure. Step one: wait until night.")
     (pair,) = [p for p in _pairs(HARMFUL, [_trace("harmful", complied)]) if p["meta"].get("decision_following")]
-    assert pair["prompt"].endswith("4. Decision: refuse.\n</think>\n\n") and pair["rejected"].startswith("Sure.")
+    assert pair["prompt"].endswith("4. Decision: refuse.\n</think>") and pair["rejected"].startswith("\n\nSure.")
     assert is_refusal(pair["chosen"])
     # Consistent traces (right or wrong) get no such pair: a wrong decision is a process error, not this one.
     for record, text in [(BENIGN, BENIGN_OK), (BENIGN, BENIGN_SUSPICIOUS), (HARMFUL, NEVER)]:

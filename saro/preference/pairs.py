@@ -251,12 +251,14 @@ def build_pairs(
         # The reasoning decided right and the answer ignored it: after the model's own reasoning, prefer the answer
         # that follows its decision line (the answer, not the reasoning, is what went wrong).
         if trace.steps and right_final and decision_of("".join(trace.steps)) == ("refuse" if harmful else "answer"):
-            prefix = trace.prefix(len(trace.steps) + 1).rstrip() + f"\n{THINK_CLOSE}\n\n"
+            # The prompt ends at `</think>`, not after the blank line: BPE merges the blank line with some answers'
+            # first characters, and the prompt's tokens would then not be a prefix of the pair's.
+            prefix = trace.prefix(len(trace.steps) + 1).rstrip() + f"\n{THINK_CLOSE}"
             source = "composed" if harmful else "sibling" if good else "teacher"
             stance = trace.verdict.reflect_step
             info = {"chosen_from": source, "decision_following": True, "rejected_sample": trace.sample}
             info |= {"chosen_reflect_step": stance, "rejected_reflect_step": stance}
-            add("op", len(trace.steps) + 1, prefix, right_final, trace.answer, info)
+            add("op", len(trace.steps) + 1, prefix, f"\n\n{right_final.strip()}", f"\n\n{trace.answer.strip()}", info)
     for trace in bad[: settings.op_per_prompt]:
         if clean:  # a right answer reached by a detour is no model for the whole response
             chosen, source, chosen_at = clean[0].response(), "sibling", clean[0].verdict.reflect_step
