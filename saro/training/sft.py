@@ -3,7 +3,8 @@
 Input: an SFT JSONL with `messages` (from `saro synth rw`). Output: a loadable model folder at `output_dir`
 (checkpoints inside it; a rerun with the same settings resumes from the last one, one with other settings is
 refused) and `saro_training.json` with metrics and truncation counts. Loss is on assistant tokens only: through
-the chat template's generation markers when it has them, otherwise by handing TRL prompt/completion pairs.
+the chat template's generation markers when it has them, otherwise by handing TRL prompt/completion pairs; a record's
+`untrained_prefix` (the start of its assistant turn) is context without loss too.
 
     saro train rw --config configs/demo.yaml
 """
@@ -92,14 +93,14 @@ def tokenize_with_labels(record: dict, tokenizer) -> dict:
             return tokenizer(conversation, add_special_tokens=False)["input_ids"]
         return tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True, **kwargs)["input_ids"]
 
-    def shared(a: list[int], b: list[int]) -> int:
+    def common_prefix_length(a: list[int], b: list[int]) -> int:
         return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
     full = ids(messages)
-    start = shared(ids(messages[:-1], add_generation_prompt=True), full)
+    start = common_prefix_length(ids(messages[:-1], add_generation_prompt=True), full)
     if record.get("untrained_prefix"):
         context = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-        start = max(start, shared(ids(context + record["untrained_prefix"]), full))
+        start = max(start, common_prefix_length(ids(context + record["untrained_prefix"]), full))
     return {"input_ids": full, "labels": [-100] * start + full[start:]}
 
 
