@@ -167,7 +167,7 @@ class OfflineComposer:
             ]
         misread = not tasks and not record.template_family and self._misreads(record)
         if record.kind in HARMFUL_KINDS:
-            category = self.policy[record.category] if record.category in self.policy else self.policy["S4"]
+            category = self._category(record.category)
             about = self._about(record)  # then the stance comes after the description, never first
             harm = about + (record.meta.get("harm") or category.definition.rstrip(".").lower())
             harm = _judge_tasks(tasks, inner, harm) if tasks else harm
@@ -192,8 +192,7 @@ class OfflineComposer:
             if misread:  # a harmful first reading, corrected by the reflection
                 intents = self._intents(_HARM_LABEL_FIRST, _HARM_INTENT, bool(about))
                 steps.append(rng.choice(intents).format(h=about + record.meta["misreading"]))
-                label = (self.policy[near] if near in self.policy else self.policy["S4"]).label
-                steps.append(rng.choice(_HARM_POLICY).format(c=label))
+                steps.append(rng.choice(_HARM_POLICY).format(c=self._category(near).label))
                 steps.append(_CORRECT_TO_BENIGN.format(y=why))
             else:
                 intents = self._intents(_BENIGN_LABEL_FIRST, _BENIGN_INTENT, bool(about or tasks))
@@ -219,6 +218,10 @@ class OfflineComposer:
         student sees it as context and learns the correction, never the error. None for every other response."""
         at = text.find("\n" + _CORRECTION_OPENING)
         return text[: at + 1] if at >= 0 else None
+
+    def _category(self, code: str):
+        """The policy category `code` names, or S4 (crime) for a code the policy does not know."""
+        return self.policy[code] if code in self.policy else self.policy["S4"]
 
     def _benign_policy(self, rng: random.Random, near: str) -> str:
         if near in self.policy and self.benign_cites_category:

@@ -86,15 +86,14 @@ def tokenize_with_labels(record: dict, tokenizer) -> dict:
     """`input_ids` and `labels` (-100: no loss) for one conversation, as TRL builds them for a prompt/completion
     pair (the loss from where the prompt with its generation prompt and the whole conversation diverge), with the
     `untrained_prefix` of the assistant turn also left out of the loss."""
+    from trl.data_utils import common_prefix_length  # what TRL's own prompt/completion path measures with
+
     messages = record["messages"]
 
     def ids(conversation: list[dict] | str, **kwargs) -> list[int]:
         if isinstance(conversation, str):
             return tokenizer(conversation, add_special_tokens=False)["input_ids"]
         return tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True, **kwargs)["input_ids"]
-
-    def common_prefix_length(a: list[int], b: list[int]) -> int:
-        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
     full = ids(messages)
     start = common_prefix_length(ids(messages[:-1], add_generation_prompt=True), full)
