@@ -26,7 +26,7 @@ from saro.models import DEFAULT_MODEL, GGUF_PACKAGE, cache_dir
 from saro.pipeline import PROMPT_SPLITS, STAGES, build_stages, split_run_overrides
 from saro.records import output_folder, read_jsonl, read_prompts
 
-_OFFLINE_SOURCES = ("seeds", "builtin", "easy", "prompts")  # read without a download when given no path
+_OFFLINE_SOURCES = ("seeds", "freeform", "builtin", "easy", "prompts")  # read without a download when given no path
 
 
 def _load(path: Path, section: str, overrides: list[str], sections):
@@ -195,7 +195,7 @@ def _check(section: str, c, inputs: _Inputs, path: Path, sections) -> list[str]:
         notes = [inputs.model(c.model, "model"), inputs.teacher(c.teacher, c.model, "model"), inputs.policy(c)]
         if c.prompts_file:
             return [inputs.prompts(c.prompts_file, "prompts_file"), *notes]
-        lists = ("sources", "validation_sources", "srpo_sources", "exclude", "templates")
+        lists = ("sources", "validation_sources", "srpo_sources", "train_sources", "exclude", "templates")
         if all([inputs.buildable(getattr(c.prompts, name), f"prompts.{name}") for name in lists]):
             notes.insert(0, f"{len(build_prompt_set(c.prompts).train)} training prompts planned")
         return notes

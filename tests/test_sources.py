@@ -193,6 +193,37 @@ def test_train_only_seed_groups_train_and_leave_every_other_split_as_it_was(tmp_
         load_source(SourceSpec("seeds", str(with_extra)))
 
 
+def test_train_sources_train_whole_on_top_of_an_unchanged_mix_without_leaks(tmp_path):
+    freeform = load_source(SourceSpec("freeform"))
+    assert {r.source for r in freeform} == {"freeform"} and len({r.meta["group"] for r in freeform}) >= 100
+    sides = Counter((r.meta["group"], r.kind) for r in freeform)
+    assert set(sides.values()) == {1} and len(sides) == 2 * len({r.meta["group"] for r in freeform})  # minimal pairs
+    split_config = dict(
+        per_kind={"harmful": 30, "borderline_benign": 30, "general": 10},
+        jailbreak_count=10,
+        multi_task_per_kind={"harmful": 4},
+        validation_per_kind={"harmful": 8, "borderline_benign": 8},
+        srpo_per_kind={"harmful": 8, "borderline_benign": 8},
+    )
+    before = build_prompt_set(PromptSetConfig(**split_config))
+    # A validation prompt written again into the extra set must not reach training.
+    leak = PromptRecord(id="leak", prompt=before.validation[0].prompt, kind="harmful", category="S1", source="x")
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("\n".join(json.dumps(r.to_dict()) for r in [freeform[0], freeform[1], leak]) + "\n")
+    after = build_prompt_set(
+        PromptSetConfig(**split_config, train_sources=[SourceSpec("prompts", str(extra)), SourceSpec("freeform")])
+    )
+    for name in ("validation", "heldout", "srpo"):
+        assert [r.id for r in getattr(after, name)] == [r.id for r in getattr(before, name)], name
+    drawn = [r for r in before.train if not r.template_family]
+    assert after.train[: len(drawn)] == drawn  # the draw as it was; the sets come on top
+    added = [r for r in after.train if r.source in ("freeform", "x")]
+    assert len(added) == len(freeform) == after.report["train_sources"]  # the two repeated records once
+    assert {r.meta["inner_id"] for r in after.train if "inner_id" in r.meta} & {f.id for f in freeform}  # wrapped too
+    assert before.validation[0].prompt not in {r.prompt for r in added}
+    assert after.report["leaks_removed"]["exact"] == before.report["leaks_removed"]["exact"] + 1
+
+
 def test_coconot_pref_gives_lookalikes_with_short_answers_and_real_over_refusals(shared_data):
     records = load_source(SourceSpec("coconot", str(shared_data / "coconot" / "coconot_pref.jsonl")))
     assert len(records) == 479  # only "Requests with safety concerns"

@@ -23,7 +23,7 @@ from saro.sources.hub import (
     load_wildjailbreak,
 )
 from saro.sources.overlap import dedupe, find_leaks, normalize
-from saro.sources.seeds import load_seeds
+from saro.sources.seeds import load_freeform, load_seeds
 from saro.sources.templates import TEMPLATE_SOURCES, Template, decoy_pool, multi_task_prompts, wrap_prompts
 
 
@@ -36,6 +36,7 @@ def load_prompt_records(path=None) -> list[PromptRecord]:
 
 SOURCES = {
     "seeds": load_seeds,
+    "freeform": load_freeform,
     "prompts": load_prompt_records,
     "sgbench": load_sgbench,
     "advbench": load_advbench,
@@ -69,7 +70,7 @@ class PromptSetConfig(RangeChecked):
     """How training and held-out prompts are drawn.
 
     Sources: `sources`, `templates`. Mix: `per_kind`, `jailbreak_count`, `multi_task_per_kind`, `max_template_chars`.
-    SRPO's prompts: `srpo_per_kind`, `srpo_sources`, `srpo_multi_task_per_kind`.
+    SRPO's prompts: `srpo_per_kind`, `srpo_sources`, `srpo_multi_task_per_kind`. Trained whole: `train_sources`.
     Held out: `heldout_per_kind`, `heldout_families` (template families never used in training), `exclude` (eval
     sets that training prompts must not duplicate). `seed` fixes every draw.
     """
@@ -129,12 +130,19 @@ class PromptSetConfig(RangeChecked):
     train_only_groups: bool = field(
         default=False, metadata={"help": "Train on seed groups marked train_only too (never in any other split)."}
     )
+    train_sources: list[SourceSpec] = field(
+        default_factory=list,
+        metadata={
+            "help": "Prompt sets trained whole, on top of the drawn mix (e.g. freeform), never in another split; "
+            "wrapped and hidden among tasks like the drawn prompts."
+        },
+    )
     exclude: list[SourceSpec] = field(default_factory=list, metadata={"help": "Eval sets to remove leaks against."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, splitting and wrapping."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for spec in self.sources + self.exclude + self.validation_sources + self.srpo_sources:
+        for spec in self.sources + self.exclude + self.validation_sources + self.srpo_sources + self.train_sources:
             if spec.name not in SOURCES:
                 raise ValueError(f"unknown prompt source {spec.name!r}; known: {', '.join(SOURCES)}")
         for spec in self.templates:
@@ -344,6 +352,12 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     srpo = [r for r in srpo if r.id not in srpo_leaks]
     leaks = find_leaks(train, reference + srpo) if reference or srpo else {}
     train = [r for r in train if r.id not in leaks]
+    # Trained whole, on top of the draw; wrapped and hidden among tasks like the drawn prompts (jailbreak_count and
+    # multi_task_per_kind sample from both), so a larger mix keeps those shares only if their counts grow with it.
+    drawn = {r.id for r in train}
+    extra = [r for r in _load_pool(config.train_sources, config.seed) if r.id not in drawn]
+    extra_leaks = find_leaks(extra, reference + srpo) if extra and (reference or srpo) else {}
+    train += [r for r in extra if r.id not in extra_leaks]
 
     templates = load_templates(config.templates, config.max_template_chars)
     known = {t.family for t in templates}
@@ -382,7 +396,10 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
         "heldout": {k: sum(r.kind == k for r in heldout) for k in KINDS},
         "validation": {k: sum(r.kind == k for r in validation) for k in KINDS},
         "srpo": {k: sum(r.kind == k for r in srpo) for k in KINDS},
-        "leaks_removed": {how: sum(v[0] == how for v in leaks.values()) for how in ("exact", "normalized", "near")},
+        "leaks_removed": {
+            how: sum(v[0] == how for v in (leaks | extra_leaks).values()) for how in ("exact", "normalized", "near")
+        },
+        "train_sources": len(extra) - len(extra_leaks),
         "validation_leaks_removed": len(val_leaks),
         "template_families": sorted({t.family for t in train_templates}),
         "multi_task": sum("tasks" in r.meta for r in train),

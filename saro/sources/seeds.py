@@ -24,6 +24,10 @@ LOOKALIKE_TYPES = (
 )
 
 
+# The packaged file each seeds-format source reads when its spec names no path.
+_PACKAGED = {"seeds": "seeds.yaml", "freeform": "seeds-freeform.yaml"}
+
+
 def _strings(group: dict, key: str, where: str, default: list | None = None) -> list[str]:
     value = group.get(key, default if default is not None else [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -31,16 +35,16 @@ def _strings(group: dict, key: str, where: str, default: list | None = None) -> 
     return value
 
 
-def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
+def load_seeds(path: str | Path | None = None, source: str = "seeds") -> list[PromptRecord]:
     """Expand every contrast action through every frame; `meta.group` names the trigger so splits keep it whole.
 
     Contrast records carry `meta.harm` or `meta.why`: the harmful or harmless reading of the shared trigger word,
     which the reasoning's intent step states, and `meta.misreading`, the other side's reading.
     """
-    file = Path(path) if path else Path(str(resources.files("saro.data").joinpath("seeds.yaml")))
+    file = Path(path) if path else Path(str(resources.files("saro.data").joinpath(_PACKAGED[source])))
     if file.suffix == ".jsonl":  # a source spec without a name is `seeds`, which reads the seeds YAML
         raise DataError(
-            f"{file}: source 'seeds' reads a seeds YAML file; for prompt records: {{name: prompts, path: ...}}"
+            f"{file}: source {source!r} reads a seeds YAML file; for prompt records: {{name: prompts, path: ...}}"
         )
     data = read_yaml(file)
     frames = require(data, "frames", str(file))
@@ -49,11 +53,11 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     def add(prompt: str, kind: str, category: str, group: str, **meta) -> None:
         records.append(
             PromptRecord(
-                id=stable_id("seeds", prompt),
+                id=stable_id(source, prompt),
                 prompt=prompt,
                 kind=kind,
                 category=category,
-                source="seeds",
+                source=source,
                 meta={"group": group, **meta},
             )
         )
@@ -92,3 +96,9 @@ def load_seeds(path: str | Path | None = None) -> list[PromptRecord]:
     for prompt in data.get("general", []):
         add(prompt, "general", "none", prompt)
     return records
+
+
+def load_freeform(path: str | Path | None = None) -> list[PromptRecord]:
+    """The freeform contrast groups (`saro/data/seeds-freeform.yaml`): one harmful prompt and one look-alike each,
+    whole prompts in the phrasings users write (stories, why-questions, lists, roleplay, chat), not in frames."""
+    return load_seeds(path, source="freeform")
