@@ -208,8 +208,10 @@ def test_train_sources_train_whole_on_top_of_an_unchanged_mix_without_leaks(tmp_
     before = build_prompt_set(PromptSetConfig(**split_config))
     # A validation prompt written again into the extra set must not reach training.
     leak = PromptRecord(id="leak", prompt=before.validation[0].prompt, kind="harmful", category="S1", source="x")
+    first = before.train[0]  # a drawn prompt again, under another id: trained once
+    again = PromptRecord(id="again", prompt=first.prompt, kind=first.kind, category=first.category, source="x")
     extra = tmp_path / "extra.jsonl"
-    extra.write_text("\n".join(json.dumps(r.to_dict()) for r in [freeform[0], freeform[1], leak]) + "\n")
+    extra.write_text("\n".join(json.dumps(r.to_dict()) for r in [freeform[0], freeform[1], leak, again]) + "\n")
     after = build_prompt_set(
         PromptSetConfig(**split_config, train_sources=[SourceSpec("prompts", str(extra)), SourceSpec("freeform")])
     )
@@ -218,7 +220,7 @@ def test_train_sources_train_whole_on_top_of_an_unchanged_mix_without_leaks(tmp_
     drawn = [r for r in before.train if not r.template_family]
     assert after.train[: len(drawn)] == drawn  # the draw as it was; the sets come on top
     added = [r for r in after.train if r.source in ("freeform", "x")]
-    assert len(added) == len(freeform) == after.report["train_sources"]  # the two repeated records once
+    assert len(added) == len(freeform) == after.report["train_sources"]  # the repeated records once
     assert {r.meta["inner_id"] for r in after.train if "inner_id" in r.meta} & {f.id for f in freeform}  # wrapped too
     assert before.validation[0].prompt not in {r.prompt for r in added}
     assert after.report["leaks_removed"]["exact"] == before.report["leaks_removed"]["exact"] + 1

@@ -355,7 +355,8 @@ def build_prompt_set(config: PromptSetConfig) -> PromptSplit:
     # Trained whole, on top of the draw; wrapped and hidden among tasks like the drawn prompts (jailbreak_count and
     # multi_task_per_kind sample from both), so a larger mix keeps those shares only if their counts grow with it.
     drawn = {r.id for r in train}
-    extra = [r for r in _load_pool(config.train_sources, config.seed) if r.id not in drawn]
+    # dedupe, not ids alone: a set may repeat a drawn prompt under another source's id
+    extra = [r for r in dedupe(train + _load_pool(config.train_sources, config.seed)) if r.id not in drawn]
     extra_leaks = find_leaks(extra, reference + srpo) if extra and (reference or srpo) else {}
     train += [r for r in extra if r.id not in extra_leaks]
 
