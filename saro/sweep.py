@@ -106,9 +106,9 @@ def setting_label(setting: dict) -> str:
     return re.sub(r"[^\w.,+-]", "", "+".join(parts))
 
 
-def rate(results: dict, item: str) -> float:
-    """The rate `suite.metric` from a `saro eval` results.json, outputs cut at max_new_tokens included: a setting
-    that rambles past the cap must not look safe (or helpful) for it."""
+def rule_counts(results: dict, item: str) -> tuple[int, int]:
+    """(errors, prompts) behind the rate `suite.metric` of a `saro eval` results.json, outputs cut at max_new_tokens
+    counted as errors: a setting that rambles past the cap must not look safe (or helpful) for it."""
     suite_name, metric = _METRIC.match(item).groups()
     suite = results["suites"].get(suite_name)
     if suite is None:
@@ -117,10 +117,16 @@ def rate(results: dict, item: str) -> float:
     value, truncated = rates[metric], rates["truncated"]
     if not value["n"]:
         raise DataError(f"validation suite {suite_name!r} has no prompts for {metric}: an empty score is no score")
-    return round((value["k"] + truncated["k"]) / value["n"], 4)
+    return value["k"] + truncated["k"], value["n"]
 
 
-def _score(results: dict, select: list[str]) -> tuple[dict, float]:
+def rate(results: dict, item: str) -> float:
+    """The rule's rate `suite.metric` (see `rule_counts`), to 4 decimals."""
+    errors, prompts = rule_counts(results, item)
+    return round(errors / prompts, 4)
+
+
+def score_results(results: dict, select: list[str]) -> tuple[dict, float]:
     """The rule's rates from a results.json, and their mean (the score; lower is better)."""
     metrics = {item: rate(results, item) for item in select}
     # Rates have 4 decimals, so the exact mean has at most 6 more: rounding to 9 only removes float noise, and equal
@@ -240,7 +246,7 @@ def validate_start(config: SweepConfig, method: SweepMethod, config_path: Path, 
         eval_dir = config.output / "start" / f"{name}-{key}" / "eval"
         echo(f"saro sweep: {method.name}: validating the starting model {model}")
         results = run_eval(dataclasses.replace(config.validation, model=model, output=eval_dir))
-    metrics, score = _score(results, config.select)
+    metrics, score = score_results(results, config.select)
     echo(f"saro sweep: {method.name} start: score {score:.3f} {metrics}")
     return {"model": model, "resolved": resolved, "eval": str(eval_dir), "metrics": metrics, "score": score}
 
@@ -261,7 +267,7 @@ def run_method(config: SweepConfig, method: SweepMethod, config_path: Path, sect
         # Always run: finished generations are reused (0 s), a changed validation section is refused by eval.
         echo(f"saro sweep: {method.name} {label}: validating")
         results = run_eval(dataclasses.replace(config.validation, model=str(model_dir), output=eval_dir))
-        metrics, score = _score(results, config.select)
+        metrics, score = score_results(results, config.select)
         rows.append(
             {
                 "label": label,

@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -128,6 +131,21 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     sweep_file.write_text(json.dumps(summary))
     assert "Appendix: every setting tried" in report and report.count("| rw | max_steps-") == 3
 
+    # The dev log's table script scores the same folders as the sweep did, by the rule the config declares.
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "selection_table.py"
+    models = [f"{row['label']}={row['eval']}" for row in summary["settings"]]
+    done = subprocess.run(
+        [sys.executable, str(script), "--config", str(config_path), *models], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.strip("| ").split(" | ") for line in done.stdout.splitlines()[2:]]
+    assert [(cells[0], cells[3]) for cells in rows] == [
+        (row["label"], f"{row['score']:.3f}") for row in summary["settings"]
+    ]
+    twice = f"{models[0]},{summary['settings'][0]['eval']}"  # one suite from two folders would be counted twice
+    done = subprocess.run([sys.executable, str(script), "--config", str(config_path), twice], capture_output=True)
+    assert done.returncode == 2 and b"appears in two folders" in done.stderr and done.stderr.count(b"\n") == 1
+
     # A rerun trains and evaluates nothing again.
     weights = next((tmp_path / "sweep" / "rw" / "max_steps-1" / "model").glob("*.safetensors"))
     before = os.stat(weights).st_mtime_ns
@@ -218,7 +236,7 @@ def test_truncated_outputs_count_against_a_setting():
 def test_equal_means_score_equal_so_the_first_listed_setting_wins_a_tie():
     # Session 11: 0.175 + 0.1 + 0.25 + 0.15 and 0.175 + 0.05 + 0.3 + 0.15 differ in the last float bit; rounded
     # to 4 decimals they became 0.1688 and 0.1687, and the later setting was chosen on noise.
-    from saro.sweep import _score, choose_setting
+    from saro.sweep import choose_setting, score_results
 
     def results(*counts):
         return {
@@ -229,8 +247,8 @@ def test_equal_means_score_equal_so_the_first_listed_setting_wins_a_tie():
         }
 
     select = [f"s{i}.attack_success" for i in range(4)]
-    first = _score(results((7, 40), (4, 40), (10, 40), (3, 20)), select)[1]
-    second = _score(results((7, 40), (2, 40), (12, 40), (3, 20)), select)[1]
+    first = score_results(results((7, 40), (4, 40), (10, 40), (3, 20)), select)[1]
+    second = score_results(results((7, 40), (2, 40), (12, 40), (3, 20)), select)[1]
     assert first == second == pytest.approx(0.16875)
     rows = [{"label": "first", "score": first}, {"label": "second", "score": second}]
     assert choose_setting(rows)["label"] == "first"

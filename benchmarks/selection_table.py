@@ -1,0 +1,88 @@
+"""Model selection's view of several models as one markdown table: the declared rule's rates with 95% intervals, its
+score, and every other suite of the given eval folders (the diagnostics: hidden requests, out-of-distribution).
+
+    python benchmarks/selection_table.py --config configs/compare.yaml \\
+        RW-p=runs/demo/val/rw,runs/demo/ood/rw SaRO-p=runs/demo/val/saro,runs/demo/ood/saro
+
+Each model is NAME=FOLDER[,FOLDER...] (`saro eval` output folders). Rates are the rule's (`saro.sweep.rule_counts`:
+outputs cut at max_new_tokens count as errors), so the score column is the one `saro sweep` chooses by. The rule
+(`sweep.select`) is read from the config; only validation folders should hold its suites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from saro.errors import DataError  # noqa: E402
+from saro.evaluation.metrics import wilson  # noqa: E402
+from saro.sweep import rule_counts, score_results  # noqa: E402
+
+_METRIC_BY_TYPE = {"harmful": "attack_success", "jailbreak": "attack_success", "overrefusal": "over_refusal"}
+
+
+def load_model(spec: str) -> tuple[str, dict]:
+    """NAME=FOLDER[,FOLDER...] -> (NAME, the folders' suites merged into one results mapping)."""
+    name, _, folders = spec.partition("=")
+    if not name or not folders:
+        raise DataError(f"{spec!r}: expected NAME=FOLDER[,FOLDER...]")
+    suites: dict = {}
+    for folder in folders.split(","):
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise DataError(f"{path}: no results.json (run saro eval into {folder} first)")
+        for suite, value in json.loads(path.read_text())["suites"].items():
+            if suite in suites:
+                raise DataError(f"{path}: suite {suite!r} appears in two folders of {name}")
+            suites[suite] = value
+    return name, {"suites": suites}
+
+
+def _cell(results: dict, item: str) -> str:
+    errors, prompts = rule_counts(results, item)
+    interval = wilson(errors, prompts)
+    return f"{100 * interval['rate']:.1f} [{100 * interval['lo']:.0f}-{100 * interval['hi']:.0f}]"
+
+
+def table(models: list[tuple[str, dict]], select: list[str]) -> str:
+    """Markdown: one row a model; the rule's rates, the score, then the other suites in first-seen order."""
+    others: list[str] = []
+    for _, results in models:
+        for suite, value in results["suites"].items():
+            item = f"{suite}.{_METRIC_BY_TYPE.get(value.get('type'), '')}"
+            if value.get("type") in _METRIC_BY_TYPE and item not in select and item not in others:
+                others.append(item)
+    header = ["model", *select, "score", *others]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for name, results in models:
+        _, score = score_results(results, select)
+        cells = [_cell(results, item) for item in select] + [f"{score:.3f}"]
+        cells += [_cell(results, item) if item.split(".")[0] in results["suites"] else "-" for item in others]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/compare.yaml"), help="holds sweep.select")
+    parser.add_argument("models", nargs="+", help="NAME=FOLDER[,FOLDER...]")
+    args = parser.parse_args()
+    try:
+        select = (yaml.safe_load(args.config.read_text()) or {}).get("sweep", {}).get("select")
+        if not select:
+            raise DataError(f"{args.config}: no sweep.select (the declared rule)")
+        print(table([load_model(spec) for spec in args.models], select))
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
