@@ -6,7 +6,7 @@ score, and every other suite of the given eval folders (the diagnostics: hidden 
 
 Each model is NAME=FOLDER[,FOLDER...] (`saro eval` output folders). Rates are the rule's (`saro.sweep.rule_counts`:
 outputs cut at max_new_tokens count as errors), so the score column is the one `saro sweep` chooses by. The rule
-(`sweep.select`) is read from the config; only validation folders should hold its suites.
+(`sweep.select`) is read from the config by `saro sweep`'s own loader; only validation folders should hold its suites.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from saro.errors import DataError  # noqa: E402
+from saro.cli.main import SECTIONS  # noqa: E402
+from saro.errors import ConfigError, DataError  # noqa: E402
 from saro.evaluation.metrics import wilson  # noqa: E402
-from saro.sweep import rule_counts, score_results  # noqa: E402
+from saro.sweep import METRIC_TYPES, load_sweep_config, rule_counts, score_results  # noqa: E402
 
-_METRIC_BY_TYPE = {"harmful": "attack_success", "jailbreak": "attack_success", "overrefusal": "over_refusal"}
+_METRIC_BY_TYPE = {suite_type: metric for metric, types in METRIC_TYPES.items() for suite_type in types}
 
 
 def load_model(spec: str) -> tuple[str, dict]:
@@ -55,9 +54,9 @@ def table(models: list[tuple[str, dict]], select: list[str]) -> str:
     others: list[str] = []
     for _, results in models:
         for suite, value in results["suites"].items():
-            item = f"{suite}.{_METRIC_BY_TYPE.get(value.get('type'), '')}"
-            if value.get("type") in _METRIC_BY_TYPE and item not in select and item not in others:
-                others.append(item)
+            metric = _METRIC_BY_TYPE.get(value.get("type"))
+            if metric and f"{suite}.{metric}" not in select + others:
+                others.append(f"{suite}.{metric}")
     header = ["model", *select, "score", *others]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, results in models:
@@ -74,11 +73,9 @@ def main() -> int:
     parser.add_argument("models", nargs="+", help="NAME=FOLDER[,FOLDER...]")
     args = parser.parse_args()
     try:
-        select = (yaml.safe_load(args.config.read_text()) or {}).get("sweep", {}).get("select")
-        if not select:
-            raise DataError(f"{args.config}: no sweep.select (the declared rule)")
+        select = load_sweep_config(args.config, [], SECTIONS).select
         print(table([load_model(spec) for spec in args.models], select))
-    except DataError as error:
+    except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 TRAINING_SECTIONS = ("train_rw", "train_srpo", "train_safety_sft", "train_safety_dpo")
 _METRIC = re.compile(r"^(\w+)\.(attack_success|over_refusal)$")
-_METRIC_TYPES = {"attack_success": ("harmful", "jailbreak"), "over_refusal": ("overrefusal",)}
+# The suite types each rule metric applies to.
+METRIC_TYPES = {"attack_success": ("harmful", "jailbreak"), "over_refusal": ("overrefusal",)}
 
 
 @dataclass
@@ -92,7 +93,7 @@ class SweepConfig:
             suite, metric = match.groups()
             if suite not in suites:
                 raise ValueError(f"select: {item!r} names no validation suite ({', '.join(sorted(suites))})")
-            if suites[suite] not in _METRIC_TYPES[metric]:
+            if suites[suite] not in METRIC_TYPES[metric]:
                 raise ValueError(f"select: {item!r}: a {suites[suite]} suite has no {metric}")
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):

@@ -145,6 +145,10 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     twice = f"{models[0]},{summary['settings'][0]['eval']}"  # one suite from two folders would be counted twice
     done = subprocess.run([sys.executable, str(script), "--config", str(config_path), twice], capture_output=True)
     assert done.returncode == 2 and b"appears in two folders" in done.stderr and done.stderr.count(b"\n") == 1
+    done = subprocess.run(
+        [sys.executable, str(script), "--config", str(tmp_path / "none.yaml"), models[0]], capture_output=True
+    )
+    assert done.returncode == 2 and b"config file not found" in done.stderr and done.stderr.count(b"\n") == 1
 
     # A rerun trains and evaluates nothing again.
     weights = next((tmp_path / "sweep" / "rw" / "max_steps-1" / "model").glob("*.safetensors"))
