@@ -204,3 +204,80 @@ def test_untrained_prefix_must_start_the_turn(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=rf"{path}:2: field 'untrained_prefix' must be text"):
         load_sft_records(path)
+
+
+def test_step_loss_weights_move_the_loss_to_named_steps_and_keep_its_total(tmp_path, tiny_model):
+    """Intent tokens weigh 4x the rest of the turn, the prompt nothing, and the trained tokens still average 1;
+    a step the record lacks changes nothing."""
+    from saro.training.sft import step_loss_weights, step_spans, tokenize_with_labels
+
+    records = load_sft_records(_sft_file(tmp_path / "rw.jsonl", n=2))
+    reply = records[0]["messages"][-1]["content"]
+    assert [name for name, _, _ in step_spans(reply)] == ["request", "intent", "decision", "answer"]
+    assert all(reply[a:b].lstrip().startswith(("1.", "2.", "5.", "Answer")) for _, a, b in step_spans(reply))
+    tokenizer = load_tokenizer(tiny_model, padding_side="right")
+    row = tokenize_with_labels(records[0], tokenizer)
+    weights = step_loss_weights(records[0], tokenizer, row["input_ids"], row["labels"], {"intent": 4.0})
+    trained = [w for w, label in zip(weights, row["labels"]) if label != -100]
+    assert all(w == 0 for w, label in zip(weights, row["labels"]) if label == -100)
+    assert sum(trained) / len(trained) == pytest.approx(1.0)
+    heavy = [t for t, w in zip(row["input_ids"], weights) if w == max(trained)]
+    assert "Intent: fine." in tokenizer.decode(heavy) and "Answer" not in tokenizer.decode(heavy)
+    assert max(trained) / min(trained) == pytest.approx(4.0)
+    same = step_loss_weights(records[0], tokenizer, row["input_ids"], row["labels"], {"policy": 4.0})
+    assert set(same) == {0.0, 1.0}
+
+
+def test_weighted_loss_is_trls_loss_with_each_token_weighted(tmp_path, tiny_model):
+    """On one batch: at weight 1 the weighted trainer's loss is TRL's own on the same tokens; at weight 5 on the
+    intent step it is the weighted mean of the per-token losses computed by hand from the logits."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from saro.training.sft import step_loss_weights, tokenize_with_labels, weighted_sft_trainer
+
+    records = load_sft_records(_sft_file(tmp_path / "rw.jsonl", n=4))
+    tokenizer = load_tokenizer(tiny_model, padding_side="right")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    rows = [tokenize_with_labels(r, tokenizer) for r in records]
+
+    def loss(trainer_class, weights=None):
+        data = [
+            {**row, "loss_weights": step_loss_weights(r, tokenizer, row["input_ids"], row["labels"], weights)}
+            if weights
+            else row
+            for r, row in zip(records, rows)
+        ]
+        args = SFTConfig(output_dir=str(tmp_path / "trl"), bf16=False, report_to=[], max_length=None)
+        trainer = trainer_class(
+            model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tokenizer
+        )
+        batch = trainer.data_collator(list(trainer.train_dataset))
+        with torch.no_grad():
+            return trainer.compute_loss(trainer.model, dict(batch)).item(), batch
+
+    plain, _ = loss(SFTTrainer)
+    unit, _ = loss(weighted_sft_trainer(), {"intent": 1.0})
+    assert unit == pytest.approx(plain, rel=1e-5)
+    heavy, batch = loss(weighted_sft_trainer(), {"intent": 5.0})
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    nll = -torch.log_softmax(logits.float(), -1).gather(2, labels.clamp(min=0)[..., None])[..., 0]
+    by_hand = (nll * batch["loss_weights"][:, 1:] * (labels != -100)).sum() / (labels != -100).sum()
+    assert heavy == pytest.approx(by_hand.item(), rel=1e-4)
+    assert abs(heavy - plain) > 1e-3
+
+
+def test_rw_training_with_step_loss_weights(tmp_path, tiny_model):
+    """Through the CLI: the intent step weighted 5x trains, and trains other weights than the plain loss."""
+
+    def train(name, *extra):
+        out = tmp_path / name
+        args = ["train", "rw", f"model={tiny_model}", f"data={data}", f"output_dir={out}", "max_steps=2"]
+        assert main([*args, "learning_rate=0.01", "per_device_train_batch_size=4", *extra]) == 0
+        return dict(AutoModelForCausalLM.from_pretrained(out).named_parameters())
+
+    data = _sft_file(tmp_path / "rw.jsonl", n=8)
+    plain, heavy = train("plain"), train("heavy", "step_loss_weights={intent: 5}")
+    assert not all(torch.allclose(plain[n], heavy[n], atol=1e-4) for n in plain)

@@ -4,7 +4,8 @@ Input: an SFT JSONL with `messages` (from `saro synth rw`). Output: a loadable m
 (checkpoints inside it; a rerun with the same settings resumes from the last one, one with other settings is
 refused) and `saro_training.json` with metrics and truncation counts. Loss is on assistant tokens only: through
 the chat template's generation markers when it has them, otherwise by handing TRL prompt/completion pairs; a record's
-`untrained_prefix` (the start of its assistant turn) is context without loss too.
+`untrained_prefix` (the start of its assistant turn) is context without loss too. `step_loss_weights` shifts each
+record's loss toward named reasoning steps (the intent and decision that carry the verdict) without changing its total.
 
     saro train rw --config configs/demo.yaml
 """
@@ -21,10 +22,12 @@ from typing import ClassVar
 from saro.chat import keep_reasoning_for_training
 from saro.errors import DataError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
-from saro.records import read_jsonl
+from saro.preference.steps import split_steps
+from saro.records import THINK_CLOSE, THINK_OPEN, read_jsonl
 from saro.training.common import LoraSettings, check_output_dir, last_checkpoint, record_settings, save_final
 
 log = logging.getLogger(__name__)
+_STEP_NAME = re.compile(r"\s*\d+[.)]\s+([A-Za-z]+)")
 
 
 @dataclass
@@ -34,6 +37,14 @@ class SFTStageConfig(LoraSettings):
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Base model: path, hub id or 'smollm2'."})
     data: Path = field(default=Path("runs/demo/rw.jsonl"), metadata={"help": "SFT JSONL with `messages`."})
+    step_loss_weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Loss weight of named reasoning steps ('1. Request: ...' -> request) or the answer, relative to "
+            "1 for the rest of the assistant turn; each record's mean weight stays 1, so the loss only moves "
+            "within a record. Example: {intent: 3, decision: 3}."
+        },
+    )
     DEFAULT_OUTPUT_DIR: ClassVar[str] = "runs/demo/rw-model"  # when the config sets no TRL output_dir
 
 
@@ -80,6 +91,46 @@ def count_truncated(records: list[dict], tokenizer, max_length: int | None) -> d
         "truncated_examples": len(over),
         "truncated_tokens": sum(over),
     }
+
+
+def step_spans(content: str) -> list[tuple[str, int, int]]:
+    """(name, start, end) character spans of an assistant turn's numbered reasoning steps ("2. Intent: ..." ->
+    intent) and of the answer after `</think>`. Unnumbered steps and text the format does not name get no span."""
+    opened = content.find(THINK_OPEN)
+    closed = content.find(THINK_CLOSE)
+    spans = []
+    if closed >= 0:
+        start = opened + len(THINK_OPEN) if 0 <= opened < closed else 0
+        offset = start
+        for step in split_steps(content[start:closed])[0]:
+            match = _STEP_NAME.match(step)
+            if match:
+                spans.append((match.group(1).lower(), offset, offset + len(step)))
+            offset += len(step)
+        spans.append(("answer", closed + len(THINK_CLOSE), len(content)))
+    return spans
+
+
+def step_loss_weights(record: dict, tokenizer, input_ids: list[int], labels: list[int], weights: dict) -> list[float]:
+    """One weight a token: `weights[name]` inside the named steps of the final assistant turn, 1 elsewhere, scaled
+    so the tokens with a loss average 1 (the record's share of the batch loss is unchanged)."""
+    rendered = tokenizer.apply_chat_template(record["messages"], tokenize=False)
+    encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    content = record["messages"][-1]["content"]
+    base = rendered.rfind(content)
+    if encoded["input_ids"] != input_ids or base < 0:
+        raise DataError(
+            f"record {record.get('id', '?')}: the chat template's tokens cannot be mapped back to the assistant "
+            "text, so step_loss_weights cannot be placed; train without them"
+        )
+    spans = [(base + a, base + b, weights[name]) for name, a, b in step_spans(content) if name in weights]
+    raw = [
+        next((w for a, b, w in spans if a <= start < b), 1.0) if label != -100 else 0.0
+        for (start, _), label in zip(encoded["offset_mapping"], labels, strict=True)
+    ]
+    trained = [w for w, label in zip(raw, labels, strict=True) if label != -100]
+    mean = sum(trained) / len(trained) if trained else 1.0
+    return [w / mean for w in raw]
 
 
 def tokenize_with_labels(record: dict, tokenizer) -> dict:
@@ -148,7 +199,16 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
             trl_config.max_length,
             truncation["truncated_tokens"],
         )
-    if any("untrained_prefix" in r for r in records):  # TRL has no span mask: hand it tokens and labels
+    if config.step_loss_weights:  # TRL has no per-token weights: hand it tokens, labels and weights
+        rows = []
+        for record in records:
+            row = tokenize_with_labels(record, tokenizer)
+            row["loss_weights"] = step_loss_weights(
+                record, tokenizer, row["input_ids"], row["labels"], config.step_loss_weights
+            )
+            rows.append(row)
+        dataset = Dataset.from_list(rows)
+    elif any("untrained_prefix" in r for r in records):  # TRL has no span mask: hand it tokens and labels
         dataset = Dataset.from_list([tokenize_with_labels(r, tokenizer) for r in records])
     elif re.search(r"\{%-?\s*generation\s*-?%\}", tokenizer.chat_template or ""):
         trl_config.assistant_only_loss = True
@@ -161,7 +221,8 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
     model = load_model(config.model, place=False)  # the trainer puts it on this process's device
     model.train()
     peft_config = config.peft_config(model) if config.lora else None
-    trainer = SFTTrainer(
+    trainer_class = weighted_sft_trainer() if config.step_loss_weights else SFTTrainer
+    trainer = trainer_class(
         model=model, args=trl_config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     if len(trainer.train_dataset) == 0:  # TRL drops examples whose answer tokens were all cut by max_length
@@ -170,3 +231,46 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
             f"(the longest has {truncation['max_tokens']} tokens); raise max_length"
         )
     return trainer, original_template, truncation
+
+
+def weighted_sft_trainer():
+    """TRL's SFTTrainer with a per-token `loss_weights` column: kept through data preparation, padded with the batch
+    (cut to the tokens TRL kept), and multiplied into the per-token loss TRL's fused head computes."""
+    import torch
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            collate = self.data_collator
+
+            def collate_with_weights(examples: list[dict]) -> dict:
+                weights = [
+                    torch.tensor(e["loss_weights"][: len(e["input_ids"])], dtype=torch.float32) for e in examples
+                ]
+                batch = collate([{k: v for k, v in e.items() if k != "loss_weights"} for e in examples])
+                padded = torch.zeros(batch["labels"].shape, dtype=torch.float32)
+                for row, w in enumerate(weights):
+                    padded[row, : len(w)] = w
+                batch["loss_weights"] = padded
+                return batch
+
+            self.data_collator = collate_with_weights
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "loss_weights" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "loss_weights"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("loss_weights")
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)  # log-probs of labels[:, 1:], zero where no loss
+            tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = -(outputs.log_probs * weights[:, 1:].to(outputs.log_probs.dtype)).sum()
+            loss = loss / torch.as_tensor(tokens).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL's own loss: DDP averages the gradients
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
