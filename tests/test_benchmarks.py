@@ -118,3 +118,53 @@ def test_unmet_requirements_names_the_pin_an_installed_package_misses():
     too_old = {"transformers": "1.0.0"}
     unmet = unmet_requirements(["trl"], version_of=lambda name: too_old.get(name) or version(name))
     assert len(unmet) == 1 and unmet[0].startswith("trl needs transformers") and "(has 1.0.0)" in unmet[0]
+
+
+def test_step_loss_splits_the_training_loss_over_the_steps_exactly(tmp_path, tiny_model):
+    """Summed over steps, the per-step losses are the model's own loss on the trained tokens; bad input is one line."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from step_loss import step_losses
+
+    from saro.models import load_tokenizer
+    from saro.records import format_response
+    from saro.training.sft import load_sft_records, tokenize_with_labels
+
+    rows = [
+        {
+            "id": str(i),
+            "messages": [
+                {"role": "user", "content": f"Question {i}?"},
+                {"role": "assistant", "content": format_response(f"1. Request: q {i}.\n2. Intent: fine.", "Sure.")},
+            ],
+            "meta": {"kind": kind},
+        }
+        for i, kind in enumerate(["harmful", "general", "general"])
+    ]
+    data = tmp_path / "rw.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    records = load_sft_records(data)
+    tokenizer = load_tokenizer(tiny_model, padding_side="right")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    totals = step_losses(model, tokenizer, records, [r["meta"]["kind"] for r in rows])
+    assert {step for kind, step in totals} == {"request", "intent", "answer", "other"}  # other: the think markers
+    summed = sum(loss for (kind, _), (loss, _) in totals.items() if kind == "all")
+    tokens = sum(n for (kind, _), (_, n) in totals.items() if kind == "all")
+    expected_sum, expected_tokens = 0.0, 0
+    for record in records:
+        row = tokenize_with_labels(record, tokenizer)
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+        n = sum(label != -100 for label in row["labels"][1:])
+        expected_sum, expected_tokens = expected_sum + out.loss.item() * n, expected_tokens + n
+    assert tokens == expected_tokens and abs(summed - expected_sum) < 1e-3 * expected_tokens
+    assert totals[("general", "intent")][1] == 2 * totals[("harmful", "intent")][1]
+
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "step_loss.py"), tiny_model, str(tmp_path / "missing.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "missing.jsonl" in done.stderr

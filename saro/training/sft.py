@@ -111,9 +111,9 @@ def step_spans(content: str) -> list[tuple[str, int, int]]:
     return spans
 
 
-def step_loss_weights(record: dict, tokenizer, input_ids: list[int], labels: list[int], weights: dict) -> list[float]:
-    """One weight a token: `weights[name]` inside the named steps of the final assistant turn, 1 elsewhere, scaled
-    so the tokens with a loss average 1 (the record's share of the batch loss is unchanged)."""
+def token_steps(record: dict, tokenizer, input_ids: list[int], labels: list[int]) -> list[str | None]:
+    """For each token of a tokenized record, the reasoning step or "answer" it belongs to ("" for trained text the
+    format names no step for), None for tokens without loss."""
     rendered = tokenizer.apply_chat_template(record["messages"], tokenize=False)
     encoded = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True)
     content = record["messages"][-1]["content"]
@@ -121,14 +121,21 @@ def step_loss_weights(record: dict, tokenizer, input_ids: list[int], labels: lis
     if encoded["input_ids"] != input_ids or base < 0:
         raise DataError(
             f"record {record.get('id', '?')}: the chat template's tokens cannot be mapped back to the assistant "
-            "text, so step_loss_weights cannot be placed; train without them"
+            "text, so its reasoning steps cannot be located"
         )
-    spans = [(base + a, base + b, weights[name]) for name, a, b in step_spans(content) if name in weights]
-    raw = [
-        next((w for a, b, w in spans if a <= start < b), 1.0) if label != -100 else 0.0
+    spans = [(base + a, base + b, name) for name, a, b in step_spans(content)]
+    return [
+        next((name for a, b, name in spans if a <= start < b), "") if label != -100 else None
         for (start, _), label in zip(encoded["offset_mapping"], labels, strict=True)
     ]
-    trained = [w for w, label in zip(raw, labels, strict=True) if label != -100]
+
+
+def step_loss_weights(record: dict, tokenizer, input_ids: list[int], labels: list[int], weights: dict) -> list[float]:
+    """One weight a token: `weights[name]` inside the named steps of the final assistant turn, 1 elsewhere, scaled
+    so the tokens with a loss average 1 (the record's share of the batch loss is unchanged)."""
+    steps = token_steps(record, tokenizer, input_ids, labels)
+    raw = [0.0 if step is None else weights.get(step, 1.0) for step in steps]
+    trained = [w for w, step in zip(raw, steps, strict=True) if step is not None]
     mean = sum(trained) / len(trained) if trained else 1.0
     return [w / mean for w in raw]
 
