@@ -1,6 +1,7 @@
 """Where a model's loss sits on SFT records: mean loss per token of each reasoning step (request, intent, policy,
-reflection, decision), of the answer and of other trained tokens (the think markers), by prompt kind. A step a trained model still fits badly on its own
-training records is where its verdicts are unsure; `train_rw.step_loss_weights` can move the loss there.
+reflection, decision), of the answer and of other trained tokens (the think markers), by prompt kind. A step a
+trained model still fits badly on its own training records is where its verdicts are unsure;
+`train_rw.step_loss_weights` can move the loss there.
 
     python benchmarks/step_loss.py runs/demo/rw-model runs/demo/rw.jsonl --limit 200
 
@@ -70,8 +71,7 @@ def main() -> int:
     print("|---|" + "---|" * len(names))
     for kind in sorted({k[0] for k in totals} - {"all"}) + ["all"]:
         cells = [
-            f"{totals[(kind, n)][0] / totals[(kind, n)][1]:.3f} ({totals[(kind, n)][1]})" if (kind, n) in totals else "-"
-            for n in names
+            f"{loss / tokens:.3f} ({tokens})" if tokens else "-" for loss, tokens in (totals[(kind, n)] for n in names)
         ]
         print(f"| {kind} | " + " | ".join(cells) + " |")
     return 0
