@@ -281,3 +281,17 @@ def test_rw_training_with_step_loss_weights(tmp_path, tiny_model):
     data = _sft_file(tmp_path / "rw.jsonl", n=8)
     plain, heavy = train("plain"), train("heavy", "step_loss_weights={intent: 5}")
     assert not all(torch.allclose(plain[n], heavy[n], atol=1e-4) for n in plain)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [("{intnet: 3}", "no record has a step named 'intnet'"), ("{intent: -1}", "weight of 'intent' must be >= 0")],
+)
+def test_step_loss_weights_that_would_do_nothing_or_harm_are_refused(tmp_path, tiny_model, capsys, weights, message):
+    data = _sft_file(tmp_path / "rw.jsonl", n=4)
+    out = tmp_path / "model"
+    args = ["train", "rw", f"model={tiny_model}", f"data={data}", f"output_dir={out}", "max_steps=1"]
+    assert main([*args, f"step_loss_weights={weights}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (out / "saro_training.json").exists()

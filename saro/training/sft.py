@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from saro.chat import keep_reasoning_for_training
-from saro.errors import DataError
+from saro.errors import ConfigError, DataError
 from saro.models import DEFAULT_MODEL, load_model, load_tokenizer
 from saro.preference.steps import split_steps
 from saro.records import THINK_CLOSE, THINK_OPEN, read_jsonl
@@ -207,14 +207,7 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
             truncation["truncated_tokens"],
         )
     if config.step_loss_weights:  # TRL has no per-token weights: hand it tokens, labels and weights
-        rows = []
-        for record in records:
-            row = tokenize_with_labels(record, tokenizer)
-            row["loss_weights"] = step_loss_weights(
-                record, tokenizer, row["input_ids"], row["labels"], config.step_loss_weights
-            )
-            rows.append(row)
-        dataset = Dataset.from_list(rows)
+        dataset = Dataset.from_list(weighted_rows(records, tokenizer, config.step_loss_weights, trl_config))
     elif any("untrained_prefix" in r for r in records):  # TRL has no span mask: hand it tokens and labels
         dataset = Dataset.from_list([tokenize_with_labels(r, tokenizer) for r in records])
     elif re.search(r"\{%-?\s*generation\s*-?%\}", tokenizer.chat_template or ""):
@@ -238,6 +231,29 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
             f"(the longest has {truncation['max_tokens']} tokens); raise max_length"
         )
     return trainer, original_template, truncation
+
+
+def weighted_rows(records: list[dict], tokenizer, weights: dict[str, float], trl_config) -> list[dict]:
+    """Tokens, labels and `loss_weights` for every record; a weight for a step no record has, a negative weight or
+    packed batches (whose rows the weights cannot follow) are config errors, not a run that silently ignores them."""
+    if getattr(trl_config, "packing", False) or getattr(trl_config, "padding_free", False):
+        raise ConfigError("train_rw.step_loss_weights: not available with packing or padding_free")
+    negative = sorted(name for name, weight in weights.items() if weight < 0)
+    if negative:
+        raise ConfigError(f"train_rw.step_loss_weights: weight of {negative[0]!r} must be >= 0")
+    rows, seen = [], set()
+    for record in records:
+        row = tokenize_with_labels(record, tokenizer)
+        seen.update(name for name, _, _ in step_spans(record["messages"][-1]["content"]))
+        row["loss_weights"] = step_loss_weights(record, tokenizer, row["input_ids"], row["labels"], weights)
+        rows.append(row)
+    missing = sorted(set(weights) - seen)
+    if missing:
+        raise ConfigError(
+            f"train_rw.step_loss_weights: no record has a step named {missing[0]!r} (steps found: "
+            f"{', '.join(sorted(seen)) or 'none'})"
+        )
+    return rows
 
 
 def weighted_sft_trainer():
