@@ -209,7 +209,7 @@ def test_untrained_prefix_must_start_the_turn(tmp_path):
 def test_step_loss_weights_move_the_loss_to_named_steps_and_keep_its_total(tmp_path, tiny_model):
     """Intent tokens weigh 4x the rest of the turn, the prompt nothing, and the trained tokens still average 1;
     a step the record lacks changes nothing."""
-    from saro.training.sft import step_loss_weights, step_spans, tokenize_with_labels
+    from saro.training.sft import step_loss_weights, step_spans, token_steps, tokenize_with_labels
 
     records = load_sft_records(_sft_file(tmp_path / "rw.jsonl", n=2))
     reply = records[0]["messages"][-1]["content"]
@@ -217,14 +217,15 @@ def test_step_loss_weights_move_the_loss_to_named_steps_and_keep_its_total(tmp_p
     assert all(reply[a:b].lstrip().startswith(("1.", "2.", "5.", "Answer")) for _, a, b in step_spans(reply))
     tokenizer = load_tokenizer(tiny_model, padding_side="right")
     row = tokenize_with_labels(records[0], tokenizer)
-    weights = step_loss_weights(records[0], tokenizer, row["input_ids"], row["labels"], {"intent": 4.0})
+    steps = token_steps(records[0], tokenizer, row["input_ids"], row["labels"])
+    weights = step_loss_weights(steps, {"intent": 4.0})
     trained = [w for w, label in zip(weights, row["labels"]) if label != -100]
     assert all(w == 0 for w, label in zip(weights, row["labels"]) if label == -100)
     assert sum(trained) / len(trained) == pytest.approx(1.0)
     heavy = [t for t, w in zip(row["input_ids"], weights) if w == max(trained)]
     assert "Intent: fine." in tokenizer.decode(heavy) and "Answer" not in tokenizer.decode(heavy)
     assert max(trained) / min(trained) == pytest.approx(4.0)
-    same = step_loss_weights(records[0], tokenizer, row["input_ids"], row["labels"], {"policy": 4.0})
+    same = step_loss_weights(steps, {"policy": 4.0})
     assert set(same) == {0.0, 1.0}
 
 
@@ -234,7 +235,7 @@ def test_weighted_loss_is_trls_loss_with_each_token_weighted(tmp_path, tiny_mode
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from saro.training.sft import step_loss_weights, tokenize_with_labels, weighted_sft_trainer
+    from saro.training.sft import step_loss_weights, token_steps, tokenize_with_labels, weighted_sft_trainer
 
     records = load_sft_records(_sft_file(tmp_path / "rw.jsonl", n=4))
     tokenizer = load_tokenizer(tiny_model, padding_side="right")
@@ -243,7 +244,10 @@ def test_weighted_loss_is_trls_loss_with_each_token_weighted(tmp_path, tiny_mode
 
     def loss(trainer_class, weights=None):
         data = [
-            {**row, "loss_weights": step_loss_weights(r, tokenizer, row["input_ids"], row["labels"], weights)}
+            {
+                **row,
+                "loss_weights": step_loss_weights(token_steps(r, tokenizer, row["input_ids"], row["labels"]), weights),
+            }
             if weights
             else row
             for r, row in zip(records, rows)

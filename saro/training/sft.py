@@ -130,10 +130,9 @@ def token_steps(record: dict, tokenizer, input_ids: list[int], labels: list[int]
     ]
 
 
-def step_loss_weights(record: dict, tokenizer, input_ids: list[int], labels: list[int], weights: dict) -> list[float]:
-    """One weight a token: `weights[name]` inside the named steps of the final assistant turn, 1 elsewhere, scaled
-    so the tokens with a loss average 1 (the record's share of the batch loss is unchanged)."""
-    steps = token_steps(record, tokenizer, input_ids, labels)
+def step_loss_weights(steps: list[str | None], weights: dict) -> list[float]:
+    """One weight a token, from its step (`token_steps`): `weights[name]` inside the named steps, 1 elsewhere, 0
+    without loss, scaled so the tokens with a loss average 1 (the record's share of the batch loss is unchanged)."""
     raw = [0.0 if step is None else weights.get(step, 1.0) for step in steps]
     trained = [w for w, step in zip(raw, steps, strict=True) if step is not None]
     mean = sum(trained) / len(trained) if trained else 1.0
@@ -234,7 +233,7 @@ def build_sft_trainer(config: SFTStageConfig, trl_config):
 
 
 def weighted_rows(records: list[dict], tokenizer, weights: dict[str, float], trl_config) -> list[dict]:
-    """Tokens, labels and `loss_weights` for every record; a weight for a step no record has, a negative weight or
+    """Tokens, labels and `loss_weights` for every record; a weight for a step no record trains, a negative weight or
     packed batches (whose rows the weights cannot follow) are config errors, not a run that silently ignores them."""
     if getattr(trl_config, "packing", False) or getattr(trl_config, "padding_free", False):
         raise ConfigError("train_rw.step_loss_weights: not available with packing or padding_free")
@@ -244,9 +243,9 @@ def weighted_rows(records: list[dict], tokenizer, weights: dict[str, float], trl
     rows, seen = [], set()
     for record in records:
         row = tokenize_with_labels(record, tokenizer)
-        seen.update(name for name, _, _ in step_spans(record["messages"][-1]["content"]))
-        row["loss_weights"] = step_loss_weights(record, tokenizer, row["input_ids"], row["labels"], weights)
-        rows.append(row)
+        steps = token_steps(record, tokenizer, row["input_ids"], row["labels"])
+        seen.update(step for step in steps if step)
+        rows.append({**row, "loss_weights": step_loss_weights(steps, weights)})
     missing = sorted(set(weights) - seen)
     if missing:
         raise ConfigError(
