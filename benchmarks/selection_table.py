@@ -1,5 +1,6 @@
 """Model selection's view of several models as one markdown table: the declared rule's rates with 95% intervals, its
-score, and every other suite of the given eval folders (the diagnostics: hidden requests, out-of-distribution).
+score, how often answers act on their own decision line, and every other suite of the given eval folders (the
+diagnostics: hidden requests, out-of-distribution).
 
     python benchmarks/selection_table.py --config configs/compare.yaml \\
         RW-p=runs/demo/val/rw,runs/demo/ood/rw SaRO-p=runs/demo/val/saro,runs/demo/ood/saro
@@ -7,6 +8,8 @@ score, and every other suite of the given eval folders (the diagnostics: hidden 
 Each model is NAME=FOLDER[,FOLDER...] (`saro eval` output folders). Rates are the rule's (`saro.sweep.rule_counts`:
 outputs cut at max_new_tokens count as errors), so the score column is the one `saro sweep` chooses by. The rule
 (`sweep.select`) is read from the config by `saro sweep`'s own loader; only validation folders should hold its suites.
+"follows decision" pools every suite's `follows_decision` (finished outputs with a decision line whose answer refuses
+after "refuse" and complies after "answer"): a low rate means the errors are in the answer, not in the reading.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ def _cell(results: dict, item: str) -> str:
     return f"{100 * interval['rate']:.1f} [{100 * interval['lo']:.0f}-{100 * interval['hi']:.0f}]"
 
 
+def _follows(results: dict) -> str:
+    """Every suite's decided outputs together: how many answers act on their decision line."""
+    counts = [suite.get("follows_decision") for suite in results["suites"].values()]
+    k, n = sum(c["k"] for c in counts if c), sum(c["n"] for c in counts if c)
+    return f"{100 * k / n:.1f} ({k}/{n})" if n else "-"
+
+
 def table(models: list[tuple[str, dict]], select: list[str]) -> str:
     """Markdown: one row a model; the rule's rates, the score, then the other suites in first-seen order."""
     others: list[str] = []
@@ -57,11 +67,11 @@ def table(models: list[tuple[str, dict]], select: list[str]) -> str:
             metric = _METRIC_BY_TYPE.get(value.get("type"))
             if metric and f"{suite}.{metric}" not in select + others:
                 others.append(f"{suite}.{metric}")
-    header = ["model", *select, "score", *others]
+    header = ["model", *select, "score", "follows decision", *others]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, results in models:
         _, score = score_results(results, select)
-        cells = [_cell(results, item) for item in select] + [f"{score:.3f}"]
+        cells = [_cell(results, item) for item in select] + [f"{score:.3f}", _follows(results)]
         cells += [_cell(results, item) if item.split(".")[0] in results["suites"] else "-" for item in others]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

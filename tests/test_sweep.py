@@ -142,6 +142,20 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     assert [(cells[0], cells[3]) for cells in rows] == [
         (row["label"], f"{row['score']:.3f}") for row in summary["settings"]
     ]
+    # Answers acting on their decision line are pooled over the suites (a tiny model writes none: set by hand).
+    results_path = Path(summary["settings"][0]["eval"]) / "results.json"
+    results = json.loads(results_path.read_text())
+    for number, suite in enumerate(results["suites"].values()):
+        suite["follows_decision"] = {"k": 3, "n": 4} if number == 0 else {"k": 1, "n": 4}
+    results_path.write_text(json.dumps(results))
+    done = subprocess.run(
+        [sys.executable, str(script), "--config", str(config_path), models[0]], capture_output=True, text=True
+    )
+    count = len(results["suites"])
+    assert (
+        done.stdout.splitlines()[2].strip("| ").split(" | ")[4]
+        == f"{100 * (count + 2) / (4 * count):.1f} ({count + 2}/{4 * count})"
+    )
     twice = f"{models[0]},{summary['settings'][0]['eval']}"  # one suite from two folders would be counted twice
     done = subprocess.run([sys.executable, str(script), "--config", str(config_path), twice], capture_output=True)
     assert done.returncode == 2 and b"appears in two folders" in done.stderr and done.stderr.count(b"\n") == 1
