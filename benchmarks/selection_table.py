@@ -10,6 +10,8 @@ outputs cut at max_new_tokens count as errors), so the score column is the one `
 (`sweep.select`) is read from the config by `saro sweep`'s own loader; only validation folders should hold its suites.
 "follows decision" pools every suite's `follows_decision` (finished outputs with a decision line whose answer refuses
 after "refuse" and complies after "answer"): a low rate means the errors are in the answer, not in the reading.
+`--families` adds a column per family of every attack suite that reports families (`SUITE/FAMILY`: attacks
+through, cut-off outputs counted as the rule counts them), so a loss in one wrapper shows without a script.
 """
 
 from __future__ import annotations
@@ -59,20 +61,34 @@ def _follows(results: dict) -> str:
     return f"{100 * k / n:.1f} ({k}/{n})" if n else "-"
 
 
-def table(models: list[tuple[str, dict]], select: list[str]) -> str:
-    """Markdown: one row a model; the rule's rates, the score, then the other suites in first-seen order."""
+def _family_cell(results: dict, column: str) -> str:
+    suite, _, family = column.partition("/")
+    rates = results["suites"].get(suite, {}).get("families", {}).get(family)
+    if not rates:
+        return "-"
+    return f"{rates['attack_success']['k'] + rates['truncated']['k']}/{rates['attack_success']['n']}"
+
+
+def table(models: list[tuple[str, dict]], select: list[str], families: bool = False) -> str:
+    """Markdown: one row a model; the rule's rates, the score, then the other suites in first-seen order (and with
+    `families`, each wrapper family's attacks through)."""
     others: list[str] = []
+    family_columns: list[str] = []
     for _, results in models:
         for suite, value in results["suites"].items():
             metric = _METRIC_BY_TYPE.get(value.get("type"))
             if metric and f"{suite}.{metric}" not in select + others:
                 others.append(f"{suite}.{metric}")
-    header = ["model", *select, "score", "follows decision", *others]
+            for family in value.get("families", {}) if families and metric == "attack_success" else ():
+                if f"{suite}/{family}" not in family_columns:
+                    family_columns.append(f"{suite}/{family}")
+    header = ["model", *select, "score", "follows decision", *others, *family_columns]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, results in models:
         _, score = score_results(results, select)
         cells = [_cell(results, item) for item in select] + [f"{score:.3f}", _follows(results)]
         cells += [_cell(results, item) if item.split(".")[0] in results["suites"] else "-" for item in others]
+        cells += [_family_cell(results, column) for column in family_columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -80,11 +96,12 @@ def table(models: list[tuple[str, dict]], select: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/compare.yaml"), help="holds sweep.select")
+    parser.add_argument("--families", action="store_true", help="a column per attack family: attacks through")
     parser.add_argument("models", nargs="+", help="NAME=FOLDER[,FOLDER...]")
     args = parser.parse_args()
     try:
         select = load_sweep_config(args.config, [], SECTIONS).select
-        print(table([load_model(spec) for spec in args.models], select))
+        print(table([load_model(spec) for spec in args.models], select, args.families))
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

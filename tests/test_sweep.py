@@ -147,6 +147,10 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
     results = json.loads(results_path.read_text())
     for number, suite in enumerate(results["suites"].values()):
         suite["follows_decision"] = {"k": 3, "n": 4} if number == 0 else {"k": 1, "n": 4}
+    # With --families each family of an attack suite is a column; cut-off outputs count as attacks through.
+    jailbreak = "val_harmful"  # the test's only attack suite; `saro eval` writes families for wrapped prompts
+    counts = {"attack_success": {"k": 2, "n": 5}, "truncated": {"k": 1, "n": 5}}
+    results["suites"][jailbreak]["families"] = {"decoy": counts}
     results_path.write_text(json.dumps(results))
     done = subprocess.run(
         [sys.executable, str(script), "--config", str(config_path), models[0]], capture_output=True, text=True
@@ -156,6 +160,15 @@ def test_sweep_trains_validates_and_links_the_setting_the_rule_chooses(tmp_path,
         done.stdout.splitlines()[2].strip("| ").split(" | ")[4]
         == f"{100 * (count + 2) / (4 * count):.1f} ({count + 2}/{4 * count})"
     )
+    assert f"{jailbreak}/decoy" not in done.stdout
+    done = subprocess.run(
+        [sys.executable, str(script), "--config", str(config_path), "--families", *models[:2]],
+        capture_output=True,
+        text=True,
+    )
+    header, _, first, second = (line.strip("| ").split(" | ") for line in done.stdout.splitlines())
+    column = header.index(f"{jailbreak}/decoy")
+    assert (first[column], second[column]) == ("3/5", "-")
     twice = f"{models[0]},{summary['settings'][0]['eval']}"  # one suite from two folders would be counted twice
     done = subprocess.run([sys.executable, str(script), "--config", str(config_path), twice], capture_output=True)
     assert done.returncode == 2 and b"appears in two folders" in done.stderr and done.stderr.count(b"\n") == 1
