@@ -382,3 +382,58 @@ def test_follows_decision_counts_answers_that_act_on_their_reasoning():
     ]
     follows = suite_metrics("overrefusal", items)["follows_decision"]
     assert (follows["k"], follows["n"]) == (2, 4)
+
+
+def test_decision_votes_answer_with_the_majority_decision_of_several_runs(eval_config, scripted_server, tmp_path):
+    """benchmarks/decision_votes.py over three real eval folders: the greedy one refuses some look-alikes, two
+    sampled ones answer them; the vote takes the answering output there and leaves every other prompt as it was."""
+    greedy = eval_config("greedy")
+    first = run_eval(greedy)
+    script = _script(greedy)
+    answered = THINK.format(p="x", i="harmless", d="answer") + "Here is how."
+
+    def sampled(body):
+        record, reply = script[body["messages"][-1]["content"]]
+        return answered if record.meta["suite"] == "xstest" and record.kind == "borderline_benign" else reply
+
+    folders = [greedy.output]
+    for name in ("sampled-1", "sampled-2"):
+        config = eval_config(name, temperature=0.7)
+        scripted_server.reply = sampled
+        run_eval(config)
+        folders.append(config.output)
+    script_path = Path(__file__).resolve().parents[1] / "benchmarks" / "decision_votes.py"
+
+    def votes(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
+        out = tmp_path / f"vote{len(args)}"
+        done = subprocess.run(
+            [sys.executable, str(script_path), *map(str, folders), "--out", str(out), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done, json.loads((out / "results.json").read_text())
+
+    _, voted = votes()
+    refused = first["suites"]["xstest"]["benign"]["over_refusal"]["k"]
+    assert refused > 0 and voted["suites"]["xstest"]["benign"]["over_refusal"]["k"] == 0
+    for suite in ("sgbench", "jb", "mcq", "easy"):  # the three runs agree: the greedy outputs, at three times the cost
+        for metric in ("attack_success", "accuracy"):
+            if metric in first["suites"][suite]:
+                assert voted["suites"][suite][metric] == first["suites"][suite][metric], (suite, metric)
+        assert voted["suites"][suite]["tokens"]["reasoning"] == pytest.approx(
+            3 * first["suites"][suite]["tokens"]["reasoning"], abs=0.5
+        )  # means are rounded to one decimal
+    # One refusal of three is enough to refuse with --refuse-at 1: the greedy folder's over-refusals stay.
+    _, strict = votes("--refuse-at", "1")
+    assert strict["suites"]["xstest"]["benign"]["over_refusal"]["k"] == refused
+    # Folders of different prompts are not runs of one configuration: one line, exit 2.
+    other = eval_config("other", max_new_tokens=32)
+    other.suites = other.suites[:1]
+    run_eval(other)
+    done = subprocess.run(
+        [sys.executable, str(script_path), str(greedy.output), str(other.output), "--out", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "different prompts" in done.stderr and done.stderr.count("\n") == 1

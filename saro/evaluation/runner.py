@@ -284,6 +284,19 @@ def _judge(config: EvalConfig, items: dict[str, PromptRecord], generations: list
     return judge.name, {j["generation_id"]: j for _, j in read_jsonl(path) if j["id"] in wanted}
 
 
+def metric_row(record: PromptRecord, generation: dict, judgment: dict) -> dict:
+    """What the suite metrics read of one judged generation."""
+    return {
+        "kind": record.kind,
+        "family": record.template_family,
+        "tokens": generation["tokens"],
+        "has_reasoning": generation["reasoning"] is not None,
+        "decision": decision_of(generation["reasoning"]),
+        "truncated": generation["truncated"],
+        **{k: judgment[k] for k in ("refusal", "outcome", "reasoning_verdict", "correct")},
+    }
+
+
 def run_eval(config: EvalConfig) -> dict:
     """Generate, judge and score every suite for one model; returns (and writes) the results."""
     started = time.time()
@@ -301,18 +314,7 @@ def run_eval(config: EvalConfig) -> dict:
     judge_name, judgments = _judge(config, by_id, generations, out / "judgments.jsonl")
     per_suite: dict[str, list[dict]] = {}
     for g in generations:
-        record, j = by_id[g["id"]], judgments[g["id"]]
-        per_suite.setdefault(g["suite"], []).append(
-            {
-                "kind": record.kind,
-                "family": record.template_family,
-                "tokens": g["tokens"],
-                "has_reasoning": g["reasoning"] is not None,
-                "decision": decision_of(g["reasoning"]),
-                "truncated": g["truncated"],
-                **{k: j[k] for k in ("refusal", "outcome", "reasoning_verdict", "correct")},
-            }
-        )
+        per_suite.setdefault(g["suite"], []).append(metric_row(by_id[g["id"]], g, judgments[g["id"]]))
     results = {
         "model": config.label,
         "model_path": config.model,
