@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from saro.errors import DataError  # noqa: E402
 from saro.evaluation.metrics import suite_metrics  # noqa: E402
 from saro.evaluation.runner import metric_row  # noqa: E402
-from saro.records import PromptRecord, decision_of, read_jsonl, stable_id, write_jsonl  # noqa: E402
+from saro.evaluation.votes import pick  # noqa: E402
+from saro.records import PromptRecord, read_jsonl, stable_id, write_jsonl  # noqa: E402
 
 
 def load_run(folder: Path) -> dict:
@@ -47,19 +48,6 @@ def load_run(folder: Path) -> dict:
     return {"results": results, "records": records, "generations": generations, "judgments": judgments}
 
 
-def vote(decisions: list[str | None], refuse_at: int | None) -> str | None:
-    """The voted decision of one prompt's outputs, first output first; None when no output decided."""
-    decided = [d for d in decisions if d is not None]
-    if not decided:
-        return None
-    refusals = decided.count("refuse")
-    if refuse_at is not None:
-        return "refuse" if refusals >= refuse_at else "answer"
-    if 2 * refusals == len(decided):  # a tie keeps the first decided output's decision
-        return decided[0]
-    return "refuse" if 2 * refusals > len(decided) else "answer"
-
-
 def combine(runs: list[dict], refuse_at: int | None) -> tuple[dict, list[dict], list[dict], dict]:
     """(results, chosen generations, their judgments, changes per suite) of the vote over `runs`."""
     first = runs[0]
@@ -69,19 +57,17 @@ def combine(runs: list[dict], refuse_at: int | None) -> tuple[dict, list[dict], 
     chosen_generations, chosen_judgments, per_suite, changes = [], [], {}, {}
     for gid, record in first["records"].items():
         outputs = [(run["generations"][gid], run["judgments"][gid]) for run in runs]
-        decisions = [decision_of(g["reasoning"]) for g, _ in outputs]
-        voted = vote(decisions, refuse_at)
-        pick = next((i for i, d in enumerate(decisions) if d == voted), 0)
-        generation, judgment = dict(outputs[pick][0]), outputs[pick][1]
+        index, ballot = pick([g["reasoning"] for g, _ in outputs], refuse_at)
+        generation, judgment = dict(outputs[index][0]), outputs[index][1]
         generation["tokens"] = {
             part: sum(g["tokens"][part] for g, _ in outputs) for part in generation["tokens"]
         }  # the cost of all k outputs
-        generation["vote"] = {"decisions": decisions, "voted": voted, "picked": pick}
+        generation["vote"] = ballot
         chosen_generations.append(generation)
         chosen_judgments.append(judgment)
         suite = record.meta["suite"]
         per_suite.setdefault(suite, []).append(metric_row(record, generation, judgment))
-        if pick:
+        if index:
             changes[suite] = changes.get(suite, 0) + 1
     suites = {}
     for name, info in first["results"]["suites"].items():

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from saro.cli.main import main
+from saro.config import FieldError
 from saro.errors import ConfigError, DataError
 from saro.evaluation.capability import easy_capability_items, item_correct, mcq_choice, number_correct, word_correct
 from saro.evaluation.judges import JudgeConfig
@@ -437,3 +438,39 @@ def test_decision_votes_answer_with_the_majority_decision_of_several_runs(eval_c
         text=True,
     )
     assert done.returncode == 2 and "different prompts" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_eval_votes_answer_with_the_reasonings_majority_and_count_every_votes_tokens(
+    eval_config, scripted_server, tmp_path
+):
+    """`votes=3`: the greedy reasoning refuses some look-alikes, the two sampled ones answer them; the answer comes
+    from a reasoning that agrees with the vote, and the tokens are all three reasonings'."""
+    greedy = run_eval(eval_config("greedy"))
+    answered = THINK.format(p="x", i="harmless", d="answer") + "Here is how."
+
+    def voted(output: str, **extra) -> dict:
+        config = eval_config(output, votes=3, **extra)
+        script = _script(config)
+
+        def reply(body):
+            record, text = script[body["messages"][-1]["content"]]
+            lookalike = record.meta["suite"] == "xstest" and record.kind == "borderline_benign"
+            return answered if lookalike and body["temperature"] > 0 else text
+
+        scripted_server.reply = reply
+        return run_eval(config)
+
+    results = voted("voted")
+    refused = greedy["suites"]["xstest"]["benign"]["over_refusal"]["k"]
+    assert refused > 0 and results["suites"]["xstest"]["benign"]["over_refusal"]["k"] == 0
+    assert results["suites"]["sgbench"]["attack_success"] == greedy["suites"]["sgbench"]["attack_success"]
+    assert results["suites"]["sgbench"]["tokens"]["reasoning"] == pytest.approx(
+        3 * greedy["suites"]["sgbench"]["tokens"]["reasoning"], abs=0.5
+    )
+    lines = [json.loads(line) for line in (tmp_path / "voted" / "generations.jsonl").read_text().splitlines()]
+    assert all(len(line["vote"]["decisions"]) == 3 for line in lines)
+    assert sum(line["vote"]["picked"] > 0 for line in lines) == refused  # only the refused look-alikes changed
+    strict = voted("strict", refuse_at=1)  # one refusing reasoning of three is enough
+    assert strict["suites"]["xstest"]["benign"]["over_refusal"]["k"] == refused
+    with pytest.raises(FieldError, match="refuse_at"):
+        eval_config("bad", votes=2, refuse_at=3)

@@ -30,6 +30,7 @@ from saro.evaluation.capability import item_correct
 from saro.evaluation.judges import JUDGE_ERROR, SAFE, UNSAFE, JudgeConfig, JudgeItem, make_judge
 from saro.evaluation.metrics import TRUNCATED, suite_metrics
 from saro.evaluation.suites import SuiteSpec, build_suite
+from saro.evaluation.votes import pick
 from saro.models import DEFAULT_MODEL
 from saro.preference.judge import judge_trace
 from saro.records import (
@@ -59,8 +60,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvalConfig(RangeChecked):
     """Which model (`model`, or an `endpoint`), on which `suites`, generated how (`max_new_tokens`, `temperature`,
-    `batch_size`, `seed`), judged how (`judge`; `judge_reasoning`), written where (`output` folder). `exclude`
-    lists training prompt files: evaluation prompts that duplicate them are dropped and counted."""
+    `batch_size`, `seed`; `votes` reasonings a prompt that decide together, `saro.evaluation.votes`), judged how
+    (`judge`; `judge_reasoning`), written where (`output` folder). `exclude` lists training prompt files: evaluation
+    prompts that duplicate them are dropped and counted."""
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Model: path, hub id or 'smollm2'."})
     name: str | None = field(default=None, metadata={"help": "Label in reports (default: the output folder name)."})
@@ -68,6 +70,14 @@ class EvalConfig(RangeChecked):
     endpoint: EndpointConfig | None = field(default=None, metadata={"help": "Generate over HTTP instead."})
     max_new_tokens: int = field(default=256, metadata={"help": "Generation cap; longer outputs flagged.", "min": 1})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy.", "min": 0})
+    votes: int = field(
+        default=1,
+        metadata={"help": "Reasonings per prompt (1 as generated, then at vote_temperature); they vote.", "min": 1},
+    )
+    vote_temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of votes 2+.", "above": 0})
+    refuse_at: int | None = field(
+        default=None, metadata={"help": "Votes to refuse that make a refusal (default: a majority).", "min": 1}
+    )
     batch_size: int = field(default=16, metadata={"help": "Local generation batch size.", "min": 1})
     judge: JudgeConfig = field(default_factory=JudgeConfig, metadata={"help": "Safety judge."})
     judge_reasoning: bool = field(default=True, metadata={"help": "Also judge the reasoning block."})
@@ -80,6 +90,8 @@ class EvalConfig(RangeChecked):
         names = [s.name for s in self.suites]
         if len(set(names)) != len(names):
             raise FieldError("suites", f"suite names must be unique, got {names}")
+        if self.refuse_at is not None and self.refuse_at > self.votes:
+            raise FieldError("refuse_at", f"is {self.refuse_at}, more than the {self.votes} votes")
 
     @property
     def label(self) -> str:
@@ -123,6 +135,11 @@ def _generation_settings(config: EvalConfig) -> dict:
         "temperature": config.temperature,
         "batch_size": None if config.endpoint else config.batch_size,
         "seed": config.seed,
+        **(
+            {"votes": config.votes, "vote_temperature": config.vote_temperature, "refuse_at": config.refuse_at}
+            if config.votes > 1
+            else {}
+        ),
     }
 
 
@@ -197,26 +214,33 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path, setting
         (path.parent / "generation.json").write_text(json.dumps(settings, indent=2) + "\n")
         for positions, cap in tqdm(batches, desc=f"eval {config.label}", unit="batch"):
             conversations = [[{"role": "user", "content": order[i].prompt}] for i in positions]
-            outputs = sampler.generate(conversations, cap, config.temperature, config.seed)
-            for i, out in zip(positions, outputs):
+            runs = [sampler.generate(conversations, cap, config.temperature, config.seed)]
+            for number in range(1, config.votes):  # each vote its own sampling seed
+                runs.append(sampler.generate(conversations, cap, config.vote_temperature, config.seed + 7919 * number))
+            for row, i in enumerate(positions):
                 if ids[i] in writer.done_ids:
                     continue
                 record = order[i]
-                reasoning, answer = split_output(out.text)
-                writer.write(
-                    {
-                        "id": ids[i],
-                        "prompt_id": record.id,
-                        "suite": record.meta["suite"],
-                        "model": config.model,
-                        "response": out.text,
-                        "reasoning": reasoning,
-                        "answer": answer,
-                        "tokens": {"reasoning": sampler.count(reasoning or ""), "answer": sampler.count(answer)},
-                        "truncated": out.truncated,
-                        "max_new_tokens": cap,
-                    }
-                )
+                outputs = [[split_output(run[row].text), run[row]] for run in runs]
+                index, ballot = pick([reasoning for (reasoning, _), _ in outputs], config.refuse_at)
+                (reasoning, answer), out = outputs[index]
+                line = {
+                    "id": ids[i],
+                    "prompt_id": record.id,
+                    "suite": record.meta["suite"],
+                    "model": config.model,
+                    "response": out.text,
+                    "reasoning": reasoning,
+                    "answer": answer,
+                    # every vote's tokens: what the answer cost
+                    "tokens": {
+                        "reasoning": sum(sampler.count(r or "") for (r, _), _ in outputs),
+                        "answer": sum(sampler.count(a) for (_, a), _ in outputs),
+                    },
+                    "truncated": out.truncated,
+                    "max_new_tokens": cap,
+                }
+                writer.write(line | ({"vote": ballot} if config.votes > 1 else {}))
 
 
 def _reasoning_rules_verdict(kind: str, reasoning: str) -> str:
