@@ -215,7 +215,7 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path, setting
         for positions, cap in tqdm(batches, desc=f"eval {config.label}", unit="batch"):
             conversations = [[{"role": "user", "content": order[i].prompt}] for i in positions]
             runs = [sampler.generate(conversations, cap, config.temperature, config.seed)]
-            for number in range(1, config.votes):  # each vote its own sampling seed
+            for number in range(1, config.votes):  # each vote its own seed; a prime stride keeps seeds 0, 1, ... apart
                 runs.append(sampler.generate(conversations, cap, config.vote_temperature, config.seed + 7919 * number))
             for row, i in enumerate(positions):
                 if ids[i] in writer.done_ids:
