@@ -405,7 +405,7 @@ def test_decision_votes_answer_with_the_majority_decision_of_several_runs(eval_c
         folders.append(config.output)
     script_path = Path(__file__).resolve().parents[1] / "benchmarks" / "decision_votes.py"
 
-    def votes(*args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    def votes(*args: str) -> dict:
         out = tmp_path / f"vote{len(args)}"
         done = subprocess.run(
             [sys.executable, str(script_path), *map(str, folders), "--out", str(out), *args],
@@ -413,9 +413,9 @@ def test_decision_votes_answer_with_the_majority_decision_of_several_runs(eval_c
             text=True,
         )
         assert done.returncode == 0, done.stderr
-        return done, json.loads((out / "results.json").read_text())
+        return json.loads((out / "results.json").read_text())
 
-    _, voted = votes()
+    voted = votes()
     refused = first["suites"]["xstest"]["benign"]["over_refusal"]["k"]
     assert refused > 0 and voted["suites"]["xstest"]["benign"]["over_refusal"]["k"] == 0
     for suite in ("sgbench", "jb", "mcq", "easy"):  # the three runs agree: the greedy outputs, at three times the cost
@@ -426,7 +426,7 @@ def test_decision_votes_answer_with_the_majority_decision_of_several_runs(eval_c
             3 * first["suites"][suite]["tokens"]["reasoning"], abs=0.5
         )  # means are rounded to one decimal
     # One refusal of three is enough to refuse with --refuse-at 1: the greedy folder's over-refusals stay.
-    _, strict = votes("--refuse-at", "1")
+    strict = votes("--refuse-at", "1")
     assert strict["suites"]["xstest"]["benign"]["over_refusal"]["k"] == refused
     # Folders of different prompts are not runs of one configuration: one line, exit 2.
     other = eval_config("other", max_new_tokens=32)

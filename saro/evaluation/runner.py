@@ -221,9 +221,9 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path, setting
                 if ids[i] in writer.done_ids:
                     continue
                 record = order[i]
-                outputs = [[split_output(run[row].text), run[row]] for run in runs]
-                index, ballot = pick([reasoning for (reasoning, _), _ in outputs], config.refuse_at)
-                (reasoning, answer), out = outputs[index]
+                splits = [split_output(run[row].text) for run in runs]  # (reasoning, answer) of each vote
+                index, ballot = pick([reasoning for reasoning, _ in splits], config.refuse_at)
+                (reasoning, answer), out = splits[index], runs[index][row]
                 line = {
                     "id": ids[i],
                     "prompt_id": record.id,
@@ -234,8 +234,8 @@ def _generate(config: EvalConfig, items: list[PromptRecord], path: Path, setting
                     "answer": answer,
                     # every vote's tokens: what the answer cost
                     "tokens": {
-                        "reasoning": sum(sampler.count(r or "") for (r, _), _ in outputs),
-                        "answer": sum(sampler.count(a) for (_, a), _ in outputs),
+                        "reasoning": sum(sampler.count(r or "") for r, _ in splits),
+                        "answer": sum(sampler.count(a) for _, a in splits),
                     },
                     "truncated": out.truncated,
                     "max_new_tokens": cap,
